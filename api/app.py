@@ -1,0 +1,72 @@
+"""The Litestar application: controllers, auth, errors, OpenAPI; wrapped for request ids."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.middleware.base import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.admin import AdminController, health
+from api.auth import TokenAuthMiddleware
+from api.deps import Deps, InFlight
+from api.errors import handle_exception
+from api.paper import PaperController
+from api.tasks import TasksController
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestContext:
+    """Outermost ASGI layer: an X-Request-ID on every response, and the in-flight count."""
+
+    def __init__(self, app: ASGIApp, in_flight: InFlight) -> None:
+        self.app = app
+        self.in_flight = in_flight
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id  # type: ignore[typeddict-item]
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers  # type: ignore[typeddict-unknown-key]
+            await send(message)
+
+        self.in_flight.count += 1
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self.in_flight.count -= 1
+
+
+def create_app(deps: Deps) -> Litestar:
+    return Litestar(
+        route_handlers=[health, TasksController, PaperController, AdminController],
+        dependencies={"deps": Provide(lambda: deps, use_cache=True, sync_to_thread=False)},
+        middleware=[DefineMiddleware(TokenAuthMiddleware, authenticator=deps.authenticator)],
+        exception_handlers={Exception: handle_exception},
+        request_max_body_size=deps.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="gbserver",
+            version="0.1.0",
+            description="General Bots REST API, event-sourced.",
+            path="/schema",
+        ),
+        debug=False,
+    )
+
+
+def asgi(deps: Deps) -> RequestContext:
+    return RequestContext(create_app(deps), deps.in_flight)

@@ -1,0 +1,86 @@
+"""Tasks endpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.params import Parameter
+
+from api.deps import Deps
+from api.errors import bad_request, not_found
+from api.http import Limit, Offset, actor_of, claim_of, create, etag, expected_version, written
+from commands.tasks import CreateTask, UpdateTask
+from domain.common import rfc3339
+from projections.core import Page
+from projections.tasks import TaskFilter, TaskView, get_task, list_tasks
+
+AwareDatetime = Annotated[datetime, Parameter(description="RFC 3339 with a time zone")]
+
+
+class TasksController(Controller):
+    path = "/api/tasks"
+    tags = ["tasks"]
+
+    @get("/", sync_to_thread=True)
+    def list_items(
+        self,
+        request: Request[Any, Any, Any],
+        deps: Deps,
+        status: Literal["pending", "completed", "cancelled"] | None = None,
+        priority: Literal["low", "medium", "high"] | None = None,
+        due_before: AwareDatetime | None = None,
+        assignee: str | None = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> Page[TaskView]:
+        where = TaskFilter(
+            status=status,
+            priority=priority,
+            due_before=_aware(due_before),
+            assignee=assignee.lower() if assignee else None,
+        )
+        return list_tasks(deps.read, actor_of(request), where, limit, offset)
+
+    @post("/", sync_to_thread=True, status_code=201)
+    def create_item(self, request: Request[Any, Any, Any], deps: Deps, data: CreateTask) -> Response[TaskView]:
+        actor = actor_of(request)
+        claim = claim_of(request, actor, data)
+        return create(
+            deps,
+            lambda: deps.tasks.create(actor, data, claim),
+            lambda task_id: f"/api/tasks/{task_id}",
+            lambda task_id: get_task(deps.read, task_id, actor),
+        )
+
+    @get("/{task_id:uuid}", sync_to_thread=True)
+    def get_item(self, request: Request[Any, Any, Any], deps: Deps, task_id: UUID) -> Response[TaskView]:
+        task = get_task(deps.read, str(task_id), actor_of(request))
+        if task is None:
+            raise not_found("task")
+        return Response(task, headers=etag(task.version))
+
+    @put("/{task_id:uuid}", sync_to_thread=True)
+    def update_item(
+        self, request: Request[Any, Any, Any], deps: Deps, task_id: UUID, data: UpdateTask
+    ) -> Response[TaskView]:
+        actor = actor_of(request)
+        saved = deps.tasks.update(actor, task_id, data, expected_version(request))
+        return written(deps, saved, f"/api/tasks/{task_id}",
+                       lambda: get_task(deps.read, str(task_id), actor))
+
+    @delete("/{task_id:uuid}", sync_to_thread=True, status_code=204)
+    def delete_item(self, request: Request[Any, Any, Any], deps: Deps, task_id: UUID) -> Response[None]:
+        actor = actor_of(request)
+        saved = deps.tasks.delete(actor, task_id, expected_version(request))
+        return written(deps, saved, f"/api/tasks/{task_id}", lambda: None)
+
+
+def _aware(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise bad_request("due_before must include a time zone (e.g. Z)", "due_before")
+    return rfc3339(value)

@@ -1,0 +1,69 @@
+"""Paper commands: create, revise, delete a document."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from commands.idempotency import Claim, save_new
+from commands.ports import EventStore, NotFound, Saved
+from domain.common import Actor, Forbidden, VersionMismatch
+from domain.paper import PaperDocument
+
+Title = Annotated[str, Meta(min_length=1, max_length=500, pattern=r"\S")]
+DocType = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+
+
+class CreateDocument(msgspec.Struct, forbid_unknown_fields=True):
+    title: Title
+    content: str = ""
+    type: DocType = "note"
+
+
+class UpdateDocument(msgspec.Struct, forbid_unknown_fields=True):
+    title: Title | UnsetType = UNSET
+    content: str | UnsetType = UNSET
+    type: DocType | UnsetType = UNSET
+
+
+class PaperCommands:
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+
+    def create(
+        self, actor: Actor, cmd: CreateDocument, claim: Claim | None = None
+    ) -> tuple[str, Saved]:
+        doc = PaperDocument(
+            owner=actor.email, title=cmd.title.strip(), content=cmd.content, type=cmd.type
+        )
+        return str(doc.id), save_new(self.store, doc, claim)
+
+    def update(
+        self, actor: Actor, doc_id: UUID, cmd: UpdateDocument, expected_version: int | None
+    ) -> Saved:
+        doc = self._load(actor, doc_id, expected_version)
+        fields = {
+            name: value.strip() if name == "title" and isinstance(value, str) else value
+            for name in cmd.__struct_fields__
+            if (value := getattr(cmd, name)) is not UNSET
+        }
+        doc.revise(actor.email, fields)
+        return self.store.save(doc)
+
+    def delete(self, actor: Actor, doc_id: UUID, expected_version: int | None) -> Saved:
+        doc = self._load(actor, doc_id, expected_version)
+        doc.delete(actor.email)
+        return self.store.save(doc)
+
+    def _load(self, actor: Actor, doc_id: UUID, expected_version: int | None) -> PaperDocument:
+        doc = self.store.get(doc_id)
+        if not isinstance(doc, PaperDocument) or doc.deleted:
+            raise NotFound(str(doc_id))
+        if not (actor.is_admin or doc.may_be_seen_by(actor.email)):
+            raise Forbidden(f"document {doc_id} belongs to another user")
+        if expected_version is not None and expected_version != doc.version:
+            raise VersionMismatch(expected_version, doc.version)
+        return doc

@@ -1,0 +1,94 @@
+"""Task commands: create, change, delete."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from commands.idempotency import Claim, save_new
+from commands.ports import EventStore, NotFound, Saved
+from domain.common import Actor, Forbidden, VersionMismatch, rfc3339
+from domain.tasks import Task
+
+Title = Annotated[str, Meta(min_length=1, max_length=500, pattern=r"\S")]
+Description = Annotated[str, Meta(max_length=20_000)]
+Email = Annotated[str, Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+When = Annotated[datetime, Meta(tz=True)]
+Priority = Literal["low", "medium", "high"]
+Status = Literal["pending", "completed", "cancelled"]
+
+
+class CreateTask(msgspec.Struct, forbid_unknown_fields=True):
+    title: Title
+    description: Description | None = None
+    due_date: When | None = None
+    priority: Priority = "medium"
+    status: Status = "pending"
+    assignee: Email | None = None
+
+
+class UpdateTask(msgspec.Struct, forbid_unknown_fields=True):
+    title: Title | UnsetType = UNSET
+    description: Description | None | UnsetType = UNSET
+    due_date: When | None | UnsetType = UNSET
+    priority: Priority | UnsetType = UNSET
+    status: Status | UnsetType = UNSET
+    assignee: Email | None | UnsetType = UNSET
+
+
+def _normal(name: str, value: object) -> object:
+    if isinstance(value, datetime):
+        return rfc3339(value)
+    if name == "assignee" and isinstance(value, str):
+        return value.lower()
+    if name == "title" and isinstance(value, str):
+        return value.strip()
+    return value
+
+
+class TaskCommands:
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+
+    def create(self, actor: Actor, cmd: CreateTask, claim: Claim | None = None) -> tuple[str, Saved]:
+        task = Task(
+            owner=actor.email,
+            title=cmd.title.strip(),
+            description=cmd.description,
+            due_date=rfc3339(cmd.due_date) if cmd.due_date else None,
+            priority=cmd.priority,
+            status=cmd.status,
+            assignee=cmd.assignee.lower() if cmd.assignee else None,
+        )
+        return str(task.id), save_new(self.store, task, claim)
+
+    def update(
+        self, actor: Actor, task_id: UUID, cmd: UpdateTask, expected_version: int | None
+    ) -> Saved:
+        task = self._load(actor, task_id, expected_version)
+        fields = {
+            name: _normal(name, value)
+            for name in cmd.__struct_fields__
+            if (value := getattr(cmd, name)) is not UNSET
+        }
+        task.change(actor.email, fields)
+        return self.store.save(task)
+
+    def delete(self, actor: Actor, task_id: UUID, expected_version: int | None) -> Saved:
+        task = self._load(actor, task_id, expected_version)
+        task.delete(actor.email)
+        return self.store.save(task)
+
+    def _load(self, actor: Actor, task_id: UUID, expected_version: int | None) -> Task:
+        task = self.store.get(task_id)
+        if not isinstance(task, Task) or task.deleted:
+            raise NotFound(str(task_id))
+        if not (actor.is_admin or task.may_be_seen_by(actor.email)):
+            raise Forbidden(f"task {task_id} belongs to another user")
+        if expected_version is not None and expected_version != task.version:
+            raise VersionMismatch(expected_version, task.version)
+        return task

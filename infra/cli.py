@@ -1,0 +1,167 @@
+"""The `gbserver` command: serve, rebuild, events, token."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+
+import msgspec
+
+from infra.config import ConfigError, Settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gbserver", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the REST API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+
+    rebuild = sub.add_parser("rebuild", help="rebuild read models from the event log")
+    rebuild.add_argument("projections", nargs="*", metavar="PROJECTION")
+
+    events = sub.add_parser("events", help="print the event log as JSON lines")
+    events.add_argument("--after", type=int, default=0, help="last notification id seen")
+    events.add_argument("--limit", type=int, default=None, help="most events to print")
+    events.add_argument("--aggregate", default=None, help="only this aggregate's events")
+
+    token = sub.add_parser("token", help="manage API tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", help="issue a token and print it")
+    create.add_argument("--user", required=True, help="the user's email")
+    create.add_argument("--role", choices=("admin", "user"), default="user")
+
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as e:
+        print(f"gbserver: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "serve":
+        return _serve(settings, args.host, args.port)
+    if args.command == "rebuild":
+        return _rebuild(settings, args.projections)
+    if args.command == "events":
+        return _events(settings, args.after, args.limit, args.aggregate)
+    return _token_create(settings, args.user, args.role)
+
+
+def _serve(settings: Settings, host: str, port: int) -> int:
+    import uvicorn
+
+    from api.app import asgi
+    from commands.admin import AdminCommands
+    from infra.bootstrap import Services
+
+    services = Services.open(settings)
+    try:
+        if not settings.admin_token:
+            secret = AdminCommands(services.events).bootstrap_admin()
+            if secret:
+                print(f"Admin token (shown once, keep it): {secret}", flush=True)
+        services.start_workers()
+        config = uvicorn.Config(
+            asgi(services.deps()),
+            host=host,
+            port=port,
+            log_level=settings.log_level,
+            timeout_graceful_shutdown=5,
+            server_header=False,
+        )
+        uvicorn.Server(config).run()
+    finally:
+        services.close()
+    return 0
+
+
+def _rebuild(settings: Settings, names: Sequence[str]) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from infra.bootstrap import Services
+    from infra.runner import rebuild
+
+    services = Services.open(settings)
+    try:
+        unknown = sorted(set(names) - set(services.projections))
+        if unknown:
+            known = ", ".join(sorted(services.projections))
+            print(f"gbserver: unknown projection {', '.join(unknown)} (known: {known})",
+                  file=sys.stderr)
+            return 2
+        chosen = [services.projections[n] for n in names] or list(services.projections.values())
+        with Progress(
+            TextColumn("{task.description:<10}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(), transient=False,
+        ) as progress:
+            for projection in chosen:
+                bar = progress.add_task(projection.name, total=None)
+                started = time.perf_counter()
+
+                def advance(done: int, total: int, bar: int = bar) -> None:
+                    progress.update(bar, completed=done, total=total)
+
+                applied = rebuild(projection, services.events, advance)
+                progress.update(bar, description=projection.name)
+                progress.console.print(
+                    f"{projection.name}: {applied} events applied in "
+                    f"{time.perf_counter() - started:.2f}s"
+                )
+    finally:
+        services.close()
+    return 0
+
+
+def _events(settings: Settings, after: int, limit: int | None, aggregate: str | None) -> int:
+    from infra.bootstrap import Services
+
+    services = Services.open(settings)
+    out = sys.stdout.buffer
+    printed = 0
+    try:
+        while limit is None or printed < limit:
+            page = services.event_log(after, 1000)
+            if not page:
+                break
+            after = page[-1]["id"]
+            for record in page:
+                if aggregate is not None and record["aggregate_id"] != aggregate:
+                    continue
+                out.write(msgspec.json.encode(record) + b"\n")
+                printed += 1
+                if limit is not None and printed >= limit:
+                    break
+        out.flush()
+    finally:
+        services.close()
+    return 0
+
+
+def _token_create(settings: Settings, user: str, role: str) -> int:
+    from commands.admin import AdminCommands, IssueToken
+    from domain.common import Actor
+    from infra.bootstrap import Services
+
+    try:
+        cmd = msgspec.convert({"user": user, "role": role}, IssueToken)
+    except msgspec.ValidationError as e:
+        print(f"gbserver: {e}", file=sys.stderr)
+        return 2
+    services = Services.open(settings)
+    try:
+        _, secret, _ = AdminCommands(services.events).issue(Actor("cli", is_admin=True), cmd)
+    finally:
+        services.close()
+    print(secret)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

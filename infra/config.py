@@ -1,0 +1,90 @@
+"""Settings: every GB_* variable, read once, here and nowhere else."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+
+class ConfigError(ValueError):
+    """A GB_* variable holds a value the server cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("./data")
+    database_url: str = ""
+    admin_token: str = ""
+    max_body_bytes: int = 1_048_576
+    consistency_timeout: float = 5.0
+    auth_cache_ttl: float = 60.0
+    log_level: str = "info"
+
+    @property
+    def uses_postgres(self) -> bool:
+        return self.database_url.startswith(("postgresql://", "postgres://"))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        url = env.get("GB_DATABASE_URL", "").strip()
+        if url and not url.startswith(("postgresql://", "postgres://", "sqlite://")):
+            raise ConfigError(
+                f"GB_DATABASE_URL must be a postgresql:// URL (or empty for SQLite), got {url!r}"
+            )
+        return cls(
+            data_dir=Path(env.get("GB_DATA_DIR", "./data")),
+            database_url="" if url.startswith("sqlite://") else url,
+            admin_token=env.get("GB_ADMIN_TOKEN", ""),
+            max_body_bytes=_int(env, "GB_MAX_BODY_BYTES", 1_048_576, minimum=1024),
+            consistency_timeout=_float(env, "GB_CONSISTENCY_TIMEOUT", 5.0),
+            auth_cache_ttl=_float(env, "GB_AUTH_CACHE_TTL", 60.0),
+            log_level=env.get("GB_LOG_LEVEL", "info").lower(),
+        )
+
+    def postgres_env(self) -> dict[str, str]:
+        """The eventsourcing library's settings for the PostgreSQL URL."""
+        url = urlparse(self.database_url)
+        dbname = url.path.lstrip("/")
+        if not dbname:
+            raise ConfigError("GB_DATABASE_URL must name a database, e.g. postgresql://u:p@h/db")
+        return {
+            "POSTGRES_DBNAME": dbname,
+            "POSTGRES_HOST": url.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(url.port or 5432),
+            "POSTGRES_USER": unquote(url.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(url.password or ""),
+            "POSTGRES_CONNECT_TIMEOUT": "5",
+            "POSTGRES_POOL_SIZE": "10",
+            "POSTGRES_MAX_OVERFLOW": "10",
+            "POSTGRES_PRE_PING": "y",
+        }
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
