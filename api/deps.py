@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,6 +17,8 @@ from projections.paper import EventHistory
 
 class WaitsForProjections(Protocol):
     def wait(self, saved: Saved, timeout: float) -> bool: ...
+
+    def catch_up(self, names: Iterable[str], timeout: float) -> bool: ...
 
 
 @dataclass

@@ -85,6 +85,7 @@ def written(
 
 def create(
     deps: Deps,
+    projection: str,
     action: Callable[[], tuple[str, Saved]],
     location_of: Callable[[str], str],
     render: Callable[[str], T | None],
@@ -95,6 +96,8 @@ def create(
     except AlreadyClaimed as replay:
         if not replay.same_request:
             raise
+        # The first request may still be on its way into the read model.
+        deps.consistency.catch_up([projection], deps.consistency_timeout)
         body = render(replay.resource_id)
         if body is None:
             raise ApiError(404, "the resource this Idempotency-Key created no longer exists")

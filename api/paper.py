@@ -46,6 +46,7 @@ class PaperController(Controller):
         claim = claim_of(request, actor, data)
         return create(
             deps,
+            "paper",
             lambda: deps.paper.create(actor, data, claim),
             lambda doc_id: f"/api/paper/{doc_id}",
             lambda doc_id: get_document(deps.read, doc_id, actor),

@@ -50,6 +50,7 @@ class TasksController(Controller):
         claim = claim_of(request, actor, data)
         return create(
             deps,
+            "tasks",
             lambda: deps.tasks.create(actor, data, claim),
             lambda task_id: f"/api/tasks/{task_id}",
             lambda task_id: get_task(deps.read, task_id, actor),

@@ -133,9 +133,17 @@ class ProjectionWorker:
 class Consistency:
     """Read-your-writes: wait until the projections that read a save's topics have it."""
 
-    def __init__(self, projections: Iterable[Projection], positions: Positions) -> None:
+    def __init__(
+        self,
+        projections: Iterable[Projection],
+        positions: Positions,
+        signal: LogSignal,
+        log_end: Callable[[], int],
+    ) -> None:
         self._projections = list(projections)
         self._positions = positions
+        self._signal = signal
+        self._log_end = log_end
 
     def targets(self, saved: Saved) -> dict[str, int]:
         targets: dict[str, int] = {}
@@ -149,6 +157,12 @@ class Consistency:
         """True when every projection concerned has the save; False on timeout."""
         targets = self.targets(saved)
         return not targets or self._positions.wait_for(targets, time.monotonic() + timeout)
+
+    def catch_up(self, names: Iterable[str], timeout: float) -> bool:
+        """Waits until these projections have everything in the log now, whoever wrote it."""
+        end = self._log_end()
+        self._signal.saved(end)  # wake workers at once: the writer may be another process
+        return self._positions.wait_for({n: end for n in names}, time.monotonic() + timeout)
 
 
 def rebuild(
