@@ -71,9 +71,13 @@ class Services:
     # --- what the HTTP layer is given -------------------------------------------------
 
     def deps(self) -> Deps:
-        consistency = Consistency(self.projections.values(), self.positions)
+        consistency = Consistency(
+            self.projections.values(), self.positions, self.signal,
+            self.events.max_notification_id,
+        )
         authenticator = Authenticator(
-            self.read, self.cache, self.settings.admin_token, self.catch_up_tokens
+            self.read, self.cache, self.settings.admin_token,
+            lambda: consistency.catch_up(["tokens"], 2.0),
         )
         return Deps(
             read=self.read,
@@ -90,12 +94,6 @@ class Services:
             max_body_bytes=self.settings.max_body_bytes,
             in_flight=InFlight(),
         )
-
-    def catch_up_tokens(self) -> bool:
-        """Brings the tokens projection up to the log's end (tokens issued by other processes)."""
-        target = self.events.max_notification_id()
-        self.signal.saved(target)
-        return self.positions.wait_for({"tokens": target}, time.monotonic() + 2.0)
 
     def health(self) -> dict[str, str]:
         checks = {
