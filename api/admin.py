@@ -106,8 +106,9 @@ class AdminController(Controller):
         deps.consistency.wait(saved, deps.consistency_timeout)
         view = get_token(deps.read, token_id)
         return Response(
-            IssuedToken(token_id, data.user.lower(), data.role, secret,
-                        view.issued_at if view else None),
+            IssuedToken(
+                token_id, data.user.lower(), data.role, secret, view.issued_at if view else None
+            ),
             status_code=201,
             headers={"Location": f"/api/admin/tokens/{token_id}"},
         )

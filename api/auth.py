@@ -68,19 +68,23 @@ class TokenAuthMiddleware(AbstractAuthenticationMiddleware):
         super().__init__(app, exclude=list(PUBLIC_PATHS), **kwargs)
         self.authenticator = authenticator
 
-    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
         header = connection.headers.get("authorization", "")
         scheme, _, secret = header.partition(" ")
         secret = secret.strip()
         if scheme.lower() != "bearer" or not secret or len(secret) > 512:
-            raise NotAuthorizedException("missing or malformed bearer token",
-                                         headers={"WWW-Authenticate": "Bearer"})
+            raise NotAuthorizedException(
+                "missing or malformed bearer token", headers={"WWW-Authenticate": "Bearer"}
+            )
         actor = self.authenticator.cached(secret)
         if actor is None:
             actor = await anyio.to_thread.run_sync(self.authenticator.lookup, secret)
         if actor is None:
-            raise NotAuthorizedException("invalid or revoked token",
-                                         headers={"WWW-Authenticate": "Bearer"})
+            raise NotAuthorizedException(
+                "invalid or revoked token", headers={"WWW-Authenticate": "Bearer"}
+            )
         return AuthenticationResult(user=actor, auth=secret)
 
 

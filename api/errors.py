@@ -56,8 +56,12 @@ def not_found(what: str) -> ApiError:
     return ApiError(404, f"{what} not found")
 
 
-def envelope(status: int, message: str, details: list[Any] | None = None,
-             headers: dict[str, str] | None = None) -> Response[ErrorEnvelope]:
+def envelope(
+    status: int,
+    message: str,
+    details: list[Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[ErrorEnvelope]:
     return Response(
         ErrorEnvelope(ErrorBody(CODES.get(status, "ERROR"), message, details or [])),
         status_code=status,
@@ -105,6 +109,7 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         log.warning("store unavailable: %s", exc)
         return envelope(503, "storage is unavailable; retry later", headers={"Retry-After": "1"})
     request_id = request.scope.get("state", {}).get("request_id", "-")
-    log.exception("unhandled error on %s %s (request %s)", request.method, request.url.path,
-                  request_id)
+    log.exception(
+        "unhandled error on %s %s (request %s)", request.method, request.url.path, request_id
+    )
     return envelope(500, f"internal error; request id {request_id}")

@@ -49,8 +49,9 @@ def claim_of(request: Request[Any, Any, Any], actor: Actor, body: Any) -> Claim 
     if key is None:
         return None
     if not _KEY.match(key):
-        raise bad_request("Idempotency-Key must be 1-255 visible ASCII characters",
-                          "Idempotency-Key")
+        raise bad_request(
+            "Idempotency-Key must be 1-255 visible ASCII characters", "Idempotency-Key"
+        )
     digest = hashlib.sha256(request.url.path.encode() + b"\n" + msgspec.json.encode(body))
     return Claim(user=actor.email, key=key, fingerprint=digest.hexdigest())
 
@@ -100,7 +101,12 @@ def create(
         deps.consistency.catch_up([projection], deps.consistency_timeout)
         body = render(replay.resource_id)
         if body is None:
-            raise ApiError(404, "the resource this Idempotency-Key created no longer exists")
-        return Response(body, status_code=201, headers={
-            "Location": location_of(replay.resource_id), "Idempotent-Replayed": "true"})
+            raise ApiError(
+                404, "the resource this Idempotency-Key created no longer exists"
+            ) from None
+        return Response(
+            body,
+            status_code=201,
+            headers={"Location": location_of(replay.resource_id), "Idempotent-Replayed": "true"},
+        )
     return written(deps, saved, location_of(resource_id), lambda: render(resource_id), 201)

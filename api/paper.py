@@ -89,11 +89,14 @@ class PaperController(Controller):
     ) -> Response[DocumentView]:
         actor = actor_of(request)
         saved = deps.paper.update(actor, doc_id, data, expected_version(request))
-        return written(deps, saved, f"/api/paper/{doc_id}",
-                       lambda: get_document(deps.read, str(doc_id), actor))
+        return written(
+            deps, saved, f"/api/paper/{doc_id}", lambda: get_document(deps.read, str(doc_id), actor)
+        )
 
     @delete("/{doc_id:uuid}", sync_to_thread=True, status_code=204)
-    def delete_item(self, request: Request[Any, Any, Any], deps: Deps, doc_id: UUID) -> Response[None]:
+    def delete_item(
+        self, request: Request[Any, Any, Any], deps: Deps, doc_id: UUID
+    ) -> Response[None]:
         actor = actor_of(request)
         saved = deps.paper.delete(actor, doc_id, expected_version(request))
         return written(deps, saved, f"/api/paper/{doc_id}", lambda: None)

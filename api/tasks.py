@@ -45,7 +45,9 @@ class TasksController(Controller):
         return list_tasks(deps.read, actor_of(request), where, limit, offset)
 
     @post("/", sync_to_thread=True, status_code=201)
-    def create_item(self, request: Request[Any, Any, Any], deps: Deps, data: CreateTask) -> Response[TaskView]:
+    def create_item(
+        self, request: Request[Any, Any, Any], deps: Deps, data: CreateTask
+    ) -> Response[TaskView]:
         actor = actor_of(request)
         claim = claim_of(request, actor, data)
         return create(
@@ -57,7 +59,9 @@ class TasksController(Controller):
         )
 
     @get("/{task_id:uuid}", sync_to_thread=True)
-    def get_item(self, request: Request[Any, Any, Any], deps: Deps, task_id: UUID) -> Response[TaskView]:
+    def get_item(
+        self, request: Request[Any, Any, Any], deps: Deps, task_id: UUID
+    ) -> Response[TaskView]:
         task = get_task(deps.read, str(task_id), actor_of(request))
         if task is None:
             raise not_found("task")
@@ -69,11 +73,14 @@ class TasksController(Controller):
     ) -> Response[TaskView]:
         actor = actor_of(request)
         saved = deps.tasks.update(actor, task_id, data, expected_version(request))
-        return written(deps, saved, f"/api/tasks/{task_id}",
-                       lambda: get_task(deps.read, str(task_id), actor))
+        return written(
+            deps, saved, f"/api/tasks/{task_id}", lambda: get_task(deps.read, str(task_id), actor)
+        )
 
     @delete("/{task_id:uuid}", sync_to_thread=True, status_code=204)
-    def delete_item(self, request: Request[Any, Any, Any], deps: Deps, task_id: UUID) -> Response[None]:
+    def delete_item(
+        self, request: Request[Any, Any, Any], deps: Deps, task_id: UUID
+    ) -> Response[None]:
         actor = actor_of(request)
         saved = deps.tasks.delete(actor, task_id, expected_version(request))
         return written(deps, saved, f"/api/tasks/{task_id}", lambda: None)

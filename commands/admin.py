@@ -43,7 +43,9 @@ class AdminCommands:
     ) -> tuple[str, str, Saved]:
         secret = new_secret()
         token = ApiToken(
-            user=cmd.user.lower(), role=cmd.role, token_hash=hash_token(secret),
+            user=cmd.user.lower(),
+            role=cmd.role,
+            token_hash=hash_token(secret),
             issued_by=actor.email,
         )
         return str(token.id), secret, save_new(self.store, token, claim)
@@ -59,7 +61,10 @@ class AdminCommands:
         """On a first start, issues the admin token; returns its secret, or None if one exists."""
         secret = new_secret()
         token = ApiToken(
-            user=BOOTSTRAP_USER, role="admin", token_hash=hash_token(secret), issued_by="gbserver",
+            user=BOOTSTRAP_USER,
+            role="admin",
+            token_hash=hash_token(secret),
+            issued_by="gbserver",
             id=_BOOTSTRAP_ID,  # a fixed id makes a second start (or a concurrent one) collide
         )
         try:

@@ -29,8 +29,11 @@ def save_new(store: EventStore, aggregate: Any, claim: Claim | None) -> Saved:
     if claim is None:
         return store.save(aggregate)
     record = IdempotencyClaim(
-        user=claim.user, key=claim.key, fingerprint=claim.fingerprint,
-        resource_id=str(aggregate.id), id=claim_id(claim.user, claim.key),
+        user=claim.user,
+        key=claim.key,
+        fingerprint=claim.fingerprint,
+        resource_id=str(aggregate.id),
+        id=claim_id(claim.user, claim.key),
     )
     try:
         return store.save(aggregate, record)

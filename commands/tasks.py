@@ -54,7 +54,9 @@ class TaskCommands:
     def __init__(self, store: EventStore) -> None:
         self.store = store
 
-    def create(self, actor: Actor, cmd: CreateTask, claim: Claim | None = None) -> tuple[str, Saved]:
+    def create(
+        self, actor: Actor, cmd: CreateTask, claim: Claim | None = None
+    ) -> tuple[str, Saved]:
         task = Task(
             owner=actor.email,
             title=cmd.title.strip(),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 class DomainError(Exception):
@@ -39,4 +39,4 @@ def rfc3339(value: datetime) -> str:
     """RFC 3339 in UTC with 'Z' and microseconds: fixed width, so text order is time order."""
     if value.tzinfo is None:
         raise ValueError("a timestamp must carry its time zone")
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

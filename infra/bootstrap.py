@@ -20,7 +20,7 @@ from domain.common import rfc3339
 from infra.cache import TtlCache
 from infra.config import Settings
 from infra.eventstore import EventStoreAdapter, GBApplication
-from infra.readstore import SQLiteReadStore, PostgresReadStore, open_read_store
+from infra.readstore import PostgresReadStore, SQLiteReadStore, open_read_store
 from infra.runner import Consistency, LogSignal, Positions, ProjectionWorker
 from projections.admin import TokensProjection
 from projections.core import Projection
@@ -72,11 +72,15 @@ class Services:
 
     def deps(self) -> Deps:
         consistency = Consistency(
-            self.projections.values(), self.positions, self.signal,
+            self.projections.values(),
+            self.positions,
+            self.signal,
             self.events.max_notification_id,
         )
         authenticator = Authenticator(
-            self.read, self.cache, self.settings.admin_token,
+            self.read,
+            self.cache,
+            self.settings.admin_token,
             lambda: consistency.catch_up(["tokens"], 2.0),
         )
         return Deps(
@@ -158,19 +162,20 @@ class Services:
             stamp = data.pop("timestamp", None)
             for private in ("originator_id", "originator_version", "originator_topic"):
                 data.pop(private, None)
-            records.append({
-                "id": n.id,
-                "aggregate_id": str(n.originator_id),
-                "aggregate_version": n.originator_version,
-                "topic": n.topic,
-                "timestamp": rfc3339(stamp) if stamp is not None else None,
-                "data": data,
-            })
+            records.append(
+                {
+                    "id": n.id,
+                    "aggregate_id": str(n.originator_id),
+                    "aggregate_version": n.originator_version,
+                    "topic": n.topic,
+                    "timestamp": rfc3339(stamp) if stamp is not None else None,
+                    "data": data,
+                }
+            )
         return records
 
 
 def _rss_bytes() -> int:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

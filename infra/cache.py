@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -52,8 +52,7 @@ class TtlCache(Generic[K, V]):
 
     def check(self) -> bool:
         """A real round trip through the cache, without touching the hit counters."""
-        probe = object()
+        probe: Any = object()
         with self._lock:
-            self._items[probe] = (time.monotonic() + self.ttl, probe)  # type: ignore[index]
-            ok = self._items.pop(probe)[1] is probe  # type: ignore[call-overload]
-        return ok
+            self._items[probe] = (time.monotonic() + self.ttl, probe)
+            return self._items.pop(probe)[1] is probe

@@ -83,7 +83,7 @@ def _serve(settings: Settings, host: str, port: int) -> int:
 
 
 def _rebuild(settings: Settings, names: Sequence[str]) -> int:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     from infra.bootstrap import Services
     from infra.runner import rebuild
@@ -93,19 +93,24 @@ def _rebuild(settings: Settings, names: Sequence[str]) -> int:
         unknown = sorted(set(names) - set(services.projections))
         if unknown:
             known = ", ".join(sorted(services.projections))
-            print(f"gbserver: unknown projection {', '.join(unknown)} (known: {known})",
-                  file=sys.stderr)
+            print(
+                f"gbserver: unknown projection {', '.join(unknown)} (known: {known})",
+                file=sys.stderr,
+            )
             return 2
         chosen = [services.projections[n] for n in names] or list(services.projections.values())
         with Progress(
-            TextColumn("{task.description:<10}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(), transient=False,
+            TextColumn("{task.description:<10}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            transient=False,
         ) as progress:
             for projection in chosen:
                 bar = progress.add_task(projection.name, total=None)
                 started = time.perf_counter()
 
-                def advance(done: int, total: int, bar: int = bar) -> None:
+                def advance(done: int, total: int, bar: TaskID = bar) -> None:
                     progress.update(bar, completed=done, total=total)
 
                 applied = rebuild(projection, services.events, advance)

@@ -110,8 +110,9 @@ class ProjectionWorker:
                 self.error = None
             except Exception as e:  # noqa: BLE001 - a worker must outlive any one failure
                 self.error = f"{type(e).__name__}: {e}"
-                log.exception("projection %s failed after %s; retrying", self.projection.name,
-                              position)
+                log.exception(
+                    "projection %s failed after %s; retrying", self.projection.name, position
+                )
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -162,7 +163,7 @@ class Consistency:
         """Waits until these projections have everything in the log now, whoever wrote it."""
         end = self._log_end()
         self._signal.saved(end)  # wake workers at once: the writer may be another process
-        return self._positions.wait_for({n: end for n in names}, time.monotonic() + timeout)
+        return self._positions.wait_for(dict.fromkeys(names, end), time.monotonic() + timeout)
 
 
 def rebuild(

@@ -36,8 +36,15 @@ class TokensProjection(Projection):
     def issued(self, sql: Sql, e: Any) -> None:
         sql.execute(
             f"INSERT INTO api_tokens ({COLUMNS}) VALUES (?,?,?,?,?,?,?)",
-            (str(e.originator_id), e.user, e.role, e.token_hash, rfc3339(e.timestamp),
-             e.issued_by, None),
+            (
+                str(e.originator_id),
+                e.user,
+                e.role,
+                e.token_hash,
+                rfc3339(e.timestamp),
+                e.issued_by,
+                None,
+            ),
         )
 
     @handles("gbserver.admin.TokenRevoked")
@@ -50,8 +57,12 @@ class TokensProjection(Projection):
 
 def _view(row: dict[str, Any]) -> TokenView:
     return TokenView(
-        id=row["id"], user=row["user_email"], role=row["role"], issued_at=row["issued_at"],
-        issued_by=row["issued_by"], revoked_at=row["revoked_at"],
+        id=row["id"],
+        user=row["user_email"],
+        role=row["role"],
+        issued_at=row["issued_at"],
+        issued_by=row["issued_by"],
+        revoked_at=row["revoked_at"],
     )
 
 

@@ -11,7 +11,6 @@ from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import msgspec
-
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection as LibraryProjection
 
@@ -65,7 +64,6 @@ def handles(*topics: str) -> Callable[[F], F]:
 class Projection(LibraryProjection[Any]):
     """A read model fed by the notification log; subclasses declare schema and handlers."""
 
-    name: ClassVar[str] = ""
     schema: ClassVar[tuple[str, ...]] = ()
     tables: ClassVar[tuple[str, ...]] = ()
     _handlers: ClassVar[dict[str, Handler]] = {}

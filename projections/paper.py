@@ -52,8 +52,17 @@ class PaperProjection(Projection):
         at = rfc3339(e.timestamp)
         sql.execute(
             f"INSERT INTO paper_documents ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-            (str(e.originator_id), e.owner, e.title, e.content, e.type, e.originator_version,
-             at, at, e.owner),
+            (
+                str(e.originator_id),
+                e.owner,
+                e.title,
+                e.content,
+                e.type,
+                e.originator_version,
+                at,
+                at,
+                e.owner,
+            ),
         )
 
     @handles("gbserver.paper.PaperRevised")
@@ -63,8 +72,13 @@ class PaperProjection(Projection):
         sql.execute(
             f"UPDATE paper_documents SET {assignments}version = ?, updated_at = ?, updated_by = ?"
             " WHERE id = ?",
-            (*(e.changes[f] for f in fields), e.originator_version, rfc3339(e.timestamp),
-             e.author, str(e.originator_id)),
+            (
+                *(e.changes[f] for f in fields),
+                e.originator_version,
+                rfc3339(e.timestamp),
+                e.author,
+                str(e.originator_id),
+            ),
         )
 
     @handles("gbserver.paper.PaperDeleted")
@@ -74,9 +88,15 @@ class PaperProjection(Projection):
 
 def _view(row: dict[str, Any]) -> DocumentView:
     return DocumentView(
-        id=row["id"], title=row["title"], content=row["content"], type=row["type"],
-        owner=row["owner"], version=int(row["version"]), created_at=row["created_at"],
-        updated_at=row["updated_at"], updated_by=row["updated_by"],
+        id=row["id"],
+        title=row["title"],
+        content=row["content"],
+        type=row["type"],
+        owner=row["owner"],
+        version=int(row["version"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        updated_by=row["updated_by"],
     )
 
 
@@ -148,9 +168,9 @@ def document_history(
             event=_EVENT_NAMES[type(e).__name__],
             author=getattr(e, "author", None) or e.owner,
             timestamp=rfc3339(e.timestamp),
-            changed=sorted(e.changes) if hasattr(e, "changes") else (
-                list(EDITABLE) if type(e).__name__ == "PaperCreated" else []
-            ),
+            changed=sorted(e.changes)
+            if hasattr(e, "changes")
+            else (list(EDITABLE) if type(e).__name__ == "PaperCreated" else []),
         )
         for e in stream
     ]
@@ -168,7 +188,13 @@ def document_at(
     if doc.deleted:
         return None
     return DocumentView(
-        id=str(doc.id), title=doc.title, content=doc.content, type=doc.type, owner=doc.owner,
-        version=doc.version, created_at=rfc3339(doc.created_on),
-        updated_at=rfc3339(doc.modified_on), updated_by=doc.last_author,
+        id=str(doc.id),
+        title=doc.title,
+        content=doc.content,
+        type=doc.type,
+        owner=doc.owner,
+        version=doc.version,
+        created_at=rfc3339(doc.created_on),
+        updated_at=rfc3339(doc.modified_on),
+        updated_by=doc.last_author,
     )

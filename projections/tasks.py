@@ -60,9 +60,18 @@ class TasksProjection(Projection):
         sql.execute(
             f"INSERT INTO tasks ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
-                str(e.originator_id), e.owner, e.title, e.description, e.status, e.priority,
-                e.due_date, e.assignee, at, at,
-                at if e.status == "completed" else None, e.originator_version,
+                str(e.originator_id),
+                e.owner,
+                e.title,
+                e.description,
+                e.status,
+                e.priority,
+                e.due_date,
+                e.assignee,
+                at,
+                at,
+                at if e.status == "completed" else None,
+                e.originator_version,
             ),
         )
 
@@ -72,8 +81,12 @@ class TasksProjection(Projection):
         assignments = "".join(f"{f} = ?, " for f in fields)
         sql.execute(
             f"UPDATE tasks SET {assignments}updated_at = ?, version = ? WHERE id = ?",
-            (*(e.changes[f] for f in fields), rfc3339(e.timestamp), e.originator_version,
-             str(e.originator_id)),
+            (
+                *(e.changes[f] for f in fields),
+                rfc3339(e.timestamp),
+                e.originator_version,
+                str(e.originator_id),
+            ),
         )
 
     @handles("gbserver.tasks.TaskCompleted")
@@ -97,17 +110,30 @@ class TasksProjection(Projection):
         sql.execute(
             "UPDATE tasks SET status = ?, completed_at = ?, updated_at = ?, version = ?"
             " WHERE id = ?",
-            (status, completed_at, rfc3339(e.timestamp), e.originator_version,
-             str(e.originator_id)),
+            (
+                status,
+                completed_at,
+                rfc3339(e.timestamp),
+                e.originator_version,
+                str(e.originator_id),
+            ),
         )
 
 
 def _view(row: dict[str, Any]) -> TaskView:
     return TaskView(
-        id=row["id"], title=row["title"], description=row["description"], status=row["status"],
-        priority=row["priority"], due_date=row["due_date"], assignee=row["assignee"],
-        owner=row["owner"], created_at=row["created_at"], updated_at=row["updated_at"],
-        completed_at=row["completed_at"], version=int(row["version"]),
+        id=row["id"],
+        title=row["title"],
+        description=row["description"],
+        status=row["status"],
+        priority=row["priority"],
+        due_date=row["due_date"],
+        assignee=row["assignee"],
+        owner=row["owner"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        completed_at=row["completed_at"],
+        version=int(row["version"]),
     )
 
 

@@ -22,11 +22,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def gbserver(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
+def gbserver(
+    *args: str, env: dict[str, str], check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Runs the gbserver CLI as a user would, with the given environment."""
     return subprocess.run(
         [sys.executable, "-m", "infra.cli", *args],
-        env={**os.environ, **env}, cwd=ROOT, capture_output=True, text=True, check=check,
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=check,
         timeout=300,
     )
 
@@ -50,11 +56,14 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", "serve", "--port", str(self.port)],
-            env={**os.environ, **self.env}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        )
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "infra.cli", "serve", "--port", str(self.port)],
+                env={**os.environ, **self.env},
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -11,8 +11,12 @@ from tests.server import ServerProcess
 
 def test_no_token_is_401(server: ServerProcess) -> None:
     with server.client(token=None) as anonymous:
-        for method, path in [("GET", "/api/tasks"), ("POST", "/api/tasks"),
-                             ("GET", "/api/paper"), ("GET", "/api/admin/stats")]:
+        for method, path in [
+            ("GET", "/api/tasks"),
+            ("POST", "/api/tasks"),
+            ("GET", "/api/paper"),
+            ("GET", "/api/admin/stats"),
+        ]:
             r = anonymous.request(method, path, json={"title": "x"})
             assert r.status_code == 401, path
             assert r.json()["error"]["code"] == "UNAUTHORIZED"
@@ -40,10 +44,13 @@ def test_users_cannot_touch_each_others_tasks(make_user: Callable[..., httpx.Cli
 def test_users_cannot_touch_each_others_documents(make_user: Callable[..., httpx.Client]) -> None:
     a, b = make_user(), make_user()
     doc = a.post("/api/paper", json={"title": "diary"}).json()
-    for r in (b.get(f"/api/paper/{doc['id']}"), b.get(f"/api/paper/{doc['id']}/history"),
-              b.get(f"/api/paper/{doc['id']}", params={"version": 1}),
-              b.put(f"/api/paper/{doc['id']}", json={"title": "x"}),
-              b.delete(f"/api/paper/{doc['id']}")):
+    for r in (
+        b.get(f"/api/paper/{doc['id']}"),
+        b.get(f"/api/paper/{doc['id']}/history"),
+        b.get(f"/api/paper/{doc['id']}", params={"version": 1}),
+        b.put(f"/api/paper/{doc['id']}", json={"title": "x"}),
+        b.delete(f"/api/paper/{doc['id']}"),
+    ):
         assert r.status_code == 403
         assert r.json()["error"]["code"] == "FORBIDDEN"
     assert b.get("/api/paper").json()["data"] == []
@@ -54,14 +61,21 @@ def test_admin_sees_everything(make_user: Callable[..., httpx.Client], admin: ht
     a = make_user()
     task = a.post("/api/tasks", json={"title": "visible to admin"}).json()
     assert admin.get(f"/api/tasks/{task['id']}").status_code == 200
-    assert task["id"] in {t["id"] for t in admin.get("/api/tasks", params={"limit": 200}).json()[
-        "data"]} or admin.get("/api/tasks").json()["pagination"]["total"] > 200
+    assert (
+        task["id"]
+        in {t["id"] for t in admin.get("/api/tasks", params={"limit": 200}).json()["data"]}
+        or admin.get("/api/tasks").json()["pagination"]["total"] > 200
+    )
 
 
 def test_users_cannot_reach_admin_routes(make_user: Callable[..., httpx.Client]) -> None:
     u = make_user()
-    for method, path in [("GET", "/api/admin/stats"), ("GET", "/api/admin/events"),
-                         ("GET", "/api/admin/tokens"), ("POST", "/api/admin/tokens")]:
+    for method, path in [
+        ("GET", "/api/admin/stats"),
+        ("GET", "/api/admin/events"),
+        ("GET", "/api/admin/tokens"),
+        ("POST", "/api/admin/tokens"),
+    ]:
         r = u.request(method, path, json={"user": "x@y.zz"})
         assert r.status_code == 403, path
         assert r.json()["error"]["code"] == "FORBIDDEN"
@@ -93,4 +107,6 @@ def test_token_secrets_are_never_listed(admin: httpx.Client) -> None:
 
 def test_admin_tokens_validate_input(admin: httpx.Client) -> None:
     assert admin.post("/api/admin/tokens", json={"user": "nope"}).status_code == 400
-    assert admin.post("/api/admin/tokens", json={"user": "a@b.co", "role": "root"}).status_code == 400
+    assert (
+        admin.post("/api/admin/tokens", json={"user": "a@b.co", "role": "root"}).status_code == 400
+    )

@@ -13,8 +13,11 @@ from tests.server import ServerProcess
 
 def test_every_response_has_a_request_id(server: ServerProcess, admin: httpx.Client) -> None:
     responses = [
-        admin.get("/api/health"), admin.get("/api/tasks"), admin.get("/api/nowhere"),
-        admin.post("/api/tasks", content=b"{"), httpx.get(f"{server.url}/api/tasks"),
+        admin.get("/api/health"),
+        admin.get("/api/tasks"),
+        admin.get("/api/nowhere"),
+        admin.post("/api/tasks", content=b"{"),
+        httpx.get(f"{server.url}/api/tasks"),
     ]
     ids = [r.headers.get("x-request-id") for r in responses]
     assert all(ids) and len(set(ids)) == len(ids)
@@ -32,10 +35,11 @@ def test_unknown_route_and_method_use_the_envelope(admin: httpx.Client) -> None:
 
 
 def test_errors_never_carry_a_traceback(admin: httpx.Client) -> None:
-    r = admin.post("/api/tasks", content=b'{"title": [1,2,3]}',
-                   headers={"content-type": "application/json"})
+    r = admin.post(
+        "/api/tasks", content=b'{"title": [1,2,3]}', headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400
-    assert "Traceback" not in r.text and "File \"" not in r.text
+    assert "Traceback" not in r.text and 'File "' not in r.text
     assert set(r.json()["error"]) == {"code", "message", "details"}
 
 
@@ -44,9 +48,18 @@ def test_openapi_describes_the_api(server: ServerProcess) -> None:
     assert r.status_code == 200
     spec = r.json()
     assert spec["openapi"].startswith("3.1")
-    for path in ("/api/tasks", "/api/tasks/{task_id}", "/api/paper", "/api/paper/{doc_id}",
-                 "/api/paper/{doc_id}/history", "/api/health", "/api/admin/stats",
-                 "/api/admin/events", "/api/admin/tokens", "/api/admin/tokens/{token_id}"):
+    for path in (
+        "/api/tasks",
+        "/api/tasks/{task_id}",
+        "/api/paper",
+        "/api/paper/{doc_id}",
+        "/api/paper/{doc_id}/history",
+        "/api/health",
+        "/api/admin/stats",
+        "/api/admin/events",
+        "/api/admin/tokens",
+        "/api/admin/tokens/{token_id}",
+    ):
         assert path in spec["paths"], path
     create = spec["paths"]["/api/tasks"]["post"]
     assert "201" in create["responses"]
@@ -62,8 +75,9 @@ def test_health_reports_components(server: ServerProcess) -> None:
     assert body["components"]["llm"] == "not_configured"
 
 
-def test_health_is_503_when_storage_fails(fresh_server: Callable[..., ServerProcess],
-                                          tmp_path: Path) -> None:
+def test_health_is_503_when_storage_fails(
+    fresh_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
     srv = fresh_server(tmp_path / "data")
     blobs = tmp_path / "data" / "blobs"
     for child in blobs.iterdir():
@@ -82,8 +96,13 @@ def test_admin_stats_are_real(admin: httpx.Client, make_user: Callable[..., http
     for _ in range(5):
         user.get("/api/tasks")
     stats = admin.get("/api/admin/stats").json()
-    assert set(stats) == {"uptime_seconds", "memory_used_mb", "active_connections",
-                          "database_size_mb", "cache_hit_rate"}
+    assert set(stats) == {
+        "uptime_seconds",
+        "memory_used_mb",
+        "active_connections",
+        "database_size_mb",
+        "cache_hit_rate",
+    }
     assert stats["uptime_seconds"] >= 0
     assert 10 < stats["memory_used_mb"] < 4096
     assert stats["active_connections"] >= 1
@@ -110,8 +129,10 @@ def test_admin_event_log_pages(admin: httpx.Client, make_user: Callable[..., htt
         everything += page["data"]
         cursor = page["next_after"]
     mine = [e for e in everything if e["aggregate_id"] == task["id"]]
-    assert [e["topic"] for e in mine] == ["gbserver.tasks.TaskCreated",
-                                          "gbserver.tasks.TaskCompleted"]
+    assert [e["topic"] for e in mine] == [
+        "gbserver.tasks.TaskCreated",
+        "gbserver.tasks.TaskCompleted",
+    ]
     assert mine[0]["data"]["title"] == "logged" and mine[0]["aggregate_version"] == 1
     assert mine[0]["timestamp"].endswith("Z")
     assert admin.get("/api/admin/events", params={"limit": 201}).status_code == 400

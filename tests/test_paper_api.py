@@ -8,19 +8,34 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-DOC_FIELDS = {"id", "title", "content", "type", "owner", "version", "created_at", "updated_at",
-              "updated_by"}
+DOC_FIELDS = {
+    "id",
+    "title",
+    "content",
+    "type",
+    "owner",
+    "version",
+    "created_at",
+    "updated_at",
+    "updated_by",
+}
 
 
 def test_crud(make_user: Callable[..., httpx.Client]) -> None:
     c = make_user()
-    r = c.post("/api/paper", json={"title": "Meeting Notes", "content": "# Meeting Notes\n\n...",
-                                   "type": "note"})
+    r = c.post(
+        "/api/paper",
+        json={"title": "Meeting Notes", "content": "# Meeting Notes\n\n...", "type": "note"},
+    )
     assert r.status_code == 201, r.text
     doc = r.json()
     assert set(doc) == DOC_FIELDS
     assert (doc["title"], doc["type"], doc["version"], doc["owner"]) == (
-        "Meeting Notes", "note", 1, c.email)
+        "Meeting Notes",
+        "note",
+        1,
+        c.email,
+    )
     assert c.get(f"/api/paper/{doc['id']}").json() == doc
     listed = c.get("/api/paper").json()
     assert [d["id"] for d in listed["data"]] == [doc["id"]]
@@ -40,7 +55,8 @@ def test_type_defaults_and_filter(make_user: Callable[..., httpx.Client]) -> Non
     spec = c.post("/api/paper", json={"title": "b", "type": "spec"}).json()
     assert note["type"] == "note" and note["content"] == ""
     assert [d["id"] for d in c.get("/api/paper", params={"type": "spec"}).json()["data"]] == [
-        spec["id"]]
+        spec["id"]
+    ]
 
 
 def test_history_and_versions(make_user: Callable[..., httpx.Client]) -> None:
@@ -63,8 +79,10 @@ def test_history_and_versions(make_user: Callable[..., httpx.Client]) -> None:
     assert (v1["title"], v1["content"], v1["version"]) == ("Plan", "one", 1)
     v2 = author.get(f"/api/paper/{doc['id']}", params={"version": 2}).json()
     assert (v2["title"], v2["content"], v2["version"]) == ("Plan", "two", 2)
-    assert author.get(f"/api/paper/{doc['id']}", params={"version": 3}).json() == author.get(
-        f"/api/paper/{doc['id']}").json()
+    assert (
+        author.get(f"/api/paper/{doc['id']}", params={"version": 3}).json()
+        == author.get(f"/api/paper/{doc['id']}").json()
+    )
     assert author.get(f"/api/paper/{doc['id']}", params={"version": 4}).status_code == 404
     assert author.get(f"/api/paper/{doc['id']}", params={"version": 0}).status_code == 400
     assert author.get(f"/api/paper/{doc['id']}", params={"version": "x"}).status_code == 400
@@ -81,10 +99,17 @@ def test_history_records_deletion(make_user: Callable[..., httpx.Client]) -> Non
     assert c.get(f"/api/paper/{doc['id']}", params={"version": 2}).status_code == 404
 
 
-@pytest.mark.parametrize("body", [
-    {"title": ""}, {"title": 3}, {"content": "no title"}, {"title": "t", "type": "Not A Type"},
-    {"title": "t", "content": None}, {"title": "t", "extra": 1},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"title": ""},
+        {"title": 3},
+        {"content": "no title"},
+        {"title": "t", "type": "Not A Type"},
+        {"title": "t", "content": None},
+        {"title": "t", "extra": 1},
+    ],
+)
 def test_invalid_documents_are_400(make_user: Callable[..., httpx.Client], body: object) -> None:
     c = make_user()
     r = c.post("/api/paper", json=body)
@@ -96,10 +121,13 @@ def test_invalid_documents_are_400(make_user: Callable[..., httpx.Client], body:
 def test_unknown_documents_are_404(make_user: Callable[..., httpx.Client]) -> None:
     c = make_user()
     unknown = uuid.uuid4()
-    for r in (c.get(f"/api/paper/{unknown}"), c.get(f"/api/paper/{unknown}/history"),
-              c.get(f"/api/paper/{unknown}", params={"version": 1}),
-              c.put(f"/api/paper/{unknown}", json={"title": "x"}),
-              c.delete(f"/api/paper/{unknown}")):
+    for r in (
+        c.get(f"/api/paper/{unknown}"),
+        c.get(f"/api/paper/{unknown}/history"),
+        c.get(f"/api/paper/{unknown}", params={"version": 1}),
+        c.put(f"/api/paper/{unknown}", json={"title": "x"}),
+        c.delete(f"/api/paper/{unknown}"),
+    ):
         assert r.status_code == 404
         assert r.json()["error"]["code"] == "NOT_FOUND"
 

@@ -15,11 +15,15 @@ from tests.server import ADMIN_TOKEN, ServerProcess, gbserver
 def populate(c: httpx.Client) -> dict[str, list[str]]:
     ids: dict[str, list[str]] = {"tasks": [], "paper": []}
     for i in range(30):
-        t = c.post("/api/tasks", json={
-            "title": f"task {i}", "priority": ("low", "medium", "high")[i % 3],
-            "due_date": None if i % 4 == 0 else f"2030-01-{1 + i % 28:02d}T10:00:00Z",
-            "assignee": f"helper{i % 2}@example.com",
-        }).json()
+        t = c.post(
+            "/api/tasks",
+            json={
+                "title": f"task {i}",
+                "priority": ("low", "medium", "high")[i % 3],
+                "due_date": None if i % 4 == 0 else f"2030-01-{1 + i % 28:02d}T10:00:00Z",
+                "assignee": f"helper{i % 2}@example.com",
+            },
+        ).json()
         ids["tasks"].append(t["id"])
         if i % 5 == 0:
             c.put(f"/api/tasks/{t['id']}", json={"status": "completed", "title": f"done {i}"})
@@ -35,9 +39,16 @@ def populate(c: httpx.Client) -> dict[str, list[str]]:
 
 
 def observe(c: httpx.Client, ids: dict[str, list[str]]) -> list[bytes]:
-    urls = ["/api/tasks?limit=200", "/api/tasks?status=completed", "/api/tasks?priority=high",
-            "/api/tasks?due_before=2030-01-10T00:00:00Z", "/api/tasks?assignee=helper1@example.com",
-            "/api/tasks?limit=7&offset=3", "/api/paper?limit=200", "/api/admin/tokens"]
+    urls = [
+        "/api/tasks?limit=200",
+        "/api/tasks?status=completed",
+        "/api/tasks?priority=high",
+        "/api/tasks?due_before=2030-01-10T00:00:00Z",
+        "/api/tasks?assignee=helper1@example.com",
+        "/api/tasks?limit=7&offset=3",
+        "/api/paper?limit=200",
+        "/api/admin/tokens",
+    ]
     urls += [f"/api/tasks/{i}" for i in ids["tasks"]]
     urls += [f"/api/paper/{i}" for i in ids["paper"]]
     urls += [f"/api/paper/{i}/history" for i in ids["paper"]]
@@ -96,14 +107,18 @@ def test_events_cli_prints_the_log(fresh_server: Callable[..., ServerProcess]) -
     lines = [json.loads(x) for x in gbserver("events", env=srv.env).stdout.splitlines()]
     assert [e["id"] for e in lines] == sorted(e["id"] for e in lines)
     topics = [e["topic"] for e in lines]
-    assert topics[-3:] == ["gbserver.tasks.TaskCreated", "gbserver.tasks.TaskUpdated",
-                           "gbserver.paper.PaperCreated"]
+    assert topics[-3:] == [
+        "gbserver.tasks.TaskCreated",
+        "gbserver.tasks.TaskUpdated",
+        "gbserver.paper.PaperCreated",
+    ]
     after = gbserver("events", "--after", str(lines[0]["id"]), "--limit", "2", env=srv.env)
-    assert [json.loads(x)["id"] for x in after.stdout.splitlines()] == [
-        e["id"] for e in lines[1:3]]
+    assert [json.loads(x)["id"] for x in after.stdout.splitlines()] == [e["id"] for e in lines[1:3]]
     mine = gbserver("events", "--aggregate", task["id"], env=srv.env)
     assert [json.loads(x)["data"].get("changes") for x in mine.stdout.splitlines()] == [
-        None, {"title": "b"}]
+        None,
+        {"title": "b"},
+    ]
 
 
 def test_token_created_by_cli_works_on_a_running_server(
@@ -117,8 +132,9 @@ def test_token_created_by_cli_works_on_a_running_server(
         r = erin.post("/api/tasks", json={"title": "from a cli token"})
         assert r.status_code == 201 and r.json()["owner"] == "erin@example.com"
         assert erin.get("/api/admin/stats").status_code == 403
-    admin = gbserver("token", "create", "--user", "boss@example.com", "--role", "admin",
-                     env=srv.env).stdout.strip()
+    admin = gbserver(
+        "token", "create", "--user", "boss@example.com", "--role", "admin", env=srv.env
+    ).stdout.strip()
     with srv.client(admin) as boss:
         assert boss.get("/api/admin/stats").status_code == 200
     bad = gbserver("token", "create", "--user", "not-an-email", env=srv.env, check=False)
@@ -131,7 +147,9 @@ def test_first_start_prints_an_admin_token_once(tmp_path: Path) -> None:
     srv.start()
     try:
         srv.stop()  # flushes the log
-        tokens = re.findall(r"Admin token \(shown once, keep it\): (gb_\S+)", srv.log_path.read_text())
+        tokens = re.findall(
+            r"Admin token \(shown once, keep it\): (gb_\S+)", srv.log_path.read_text()
+        )
         assert len(tokens) == 1
         srv.start()
         with srv.client(tokens[0]) as c:

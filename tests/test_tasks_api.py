@@ -10,8 +10,18 @@ import httpx
 import pytest
 
 TASK_FIELDS = {
-    "id", "title", "description", "status", "priority", "due_date", "assignee", "owner",
-    "created_at", "updated_at", "completed_at", "version",
+    "id",
+    "title",
+    "description",
+    "status",
+    "priority",
+    "due_date",
+    "assignee",
+    "owner",
+    "created_at",
+    "updated_at",
+    "completed_at",
+    "version",
 }
 
 
@@ -23,10 +33,16 @@ def snapshot(client: httpx.Client) -> str:
 
 def test_create_returns_the_documented_shape(make_user: Callable[..., httpx.Client]) -> None:
     alice = make_user()
-    r = alice.post("/api/tasks", json={
-        "title": "Follow up with client", "description": "Send proposal document",
-        "due_date": "2024-01-15T17:00:00Z", "priority": "high", "assignee": "User@Example.com",
-    })
+    r = alice.post(
+        "/api/tasks",
+        json={
+            "title": "Follow up with client",
+            "description": "Send proposal document",
+            "due_date": "2024-01-15T17:00:00Z",
+            "priority": "high",
+            "assignee": "User@Example.com",
+        },
+    )
     assert r.status_code == 201, r.text
     body = r.json()
     assert set(body) == TASK_FIELDS
@@ -44,12 +60,19 @@ def test_create_returns_the_documented_shape(make_user: Callable[..., httpx.Clie
 def test_defaults(make_user: Callable[..., httpx.Client]) -> None:
     body = make_user().post("/api/tasks", json={"title": "t"}).json()
     assert (body["priority"], body["status"], body["due_date"], body["assignee"]) == (
-        "medium", "pending", None, None)
+        "medium",
+        "pending",
+        None,
+        None,
+    )
 
 
 def test_due_date_offsets_are_normalised_to_utc(make_user: Callable[..., httpx.Client]) -> None:
-    body = make_user().post(
-        "/api/tasks", json={"title": "t", "due_date": "2024-01-15T17:00:00-03:00"}).json()
+    body = (
+        make_user()
+        .post("/api/tasks", json={"title": "t", "due_date": "2024-01-15T17:00:00-03:00"})
+        .json()
+    )
     assert body["due_date"] == "2024-01-15T20:00:00.000000Z"
 
 
@@ -57,11 +80,14 @@ def test_list_filters_and_order(make_user: Callable[..., httpx.Client]) -> None:
     bob = make_user()
     made = {}
     for title, due, priority in [
-        ("no due", None, "low"), ("late", "2030-05-01T00:00:00Z", "high"),
-        ("early", "2030-01-01T00:00:00Z", "low"), ("middle", "2030-03-01T00:00:00Z", "medium"),
+        ("no due", None, "low"),
+        ("late", "2030-05-01T00:00:00Z", "high"),
+        ("early", "2030-01-01T00:00:00Z", "low"),
+        ("middle", "2030-03-01T00:00:00Z", "medium"),
     ]:
-        made[title] = bob.post("/api/tasks", json={
-            "title": title, "due_date": due, "priority": priority}).json()
+        made[title] = bob.post(
+            "/api/tasks", json={"title": title, "due_date": due, "priority": priority}
+        ).json()
     bob.put(f"/api/tasks/{made['middle']['id']}", json={"status": "completed"})
 
     listed = bob.get("/api/tasks").json()
@@ -88,8 +114,9 @@ def test_assignee_filter_and_assignee_sees_task(make_user: Callable[..., httpx.C
     owner, helper = make_user(), make_user()
     task = owner.post("/api/tasks", json={"title": "shared", "assignee": helper.email}).json()
     owner.post("/api/tasks", json={"title": "mine"})
-    assert [t["id"] for t in owner.get(
-        "/api/tasks", params={"assignee": helper.email}).json()["data"]] == [task["id"]]
+    assert [
+        t["id"] for t in owner.get("/api/tasks", params={"assignee": helper.email}).json()["data"]
+    ] == [task["id"]]
     assert [t["id"] for t in helper.get("/api/tasks").json()["data"]] == [task["id"]]
     r = helper.put(f"/api/tasks/{task['id']}", json={"status": "completed"})
     assert r.status_code == 200 and r.json()["status"] == "completed"
@@ -97,13 +124,17 @@ def test_assignee_filter_and_assignee_sees_task(make_user: Callable[..., httpx.C
 
 def test_update_changes_only_given_fields(make_user: Callable[..., httpx.Client]) -> None:
     c = make_user()
-    task = c.post("/api/tasks", json={
-        "title": "a", "description": "d", "due_date": "2031-01-01T00:00:00Z"}).json()
+    task = c.post(
+        "/api/tasks", json={"title": "a", "description": "d", "due_date": "2031-01-01T00:00:00Z"}
+    ).json()
     r = c.put(f"/api/tasks/{task['id']}", json={"title": "b", "description": None})
     assert r.status_code == 200, r.text
     after = r.json()
     assert (after["title"], after["description"], after["due_date"]) == (
-        "b", None, task["due_date"])
+        "b",
+        None,
+        task["due_date"],
+    )
     assert after["version"] == 2 and after["updated_at"] >= task["updated_at"]
     done = c.put(f"/api/tasks/{task['id']}", json={"status": "completed"}).json()
     assert done["status"] == "completed" and done["completed_at"] is not None
@@ -182,12 +213,22 @@ def test_ten_megabyte_body_is_refused(make_user: Callable[..., httpx.Client]) ->
     assert snapshot(c) == before
 
 
-@pytest.mark.parametrize("params", [
-    {"limit": "100000"}, {"limit": "0"}, {"limit": "-1"}, {"limit": "ten"}, {"offset": "-5"},
-    {"status": "done"}, {"priority": "urgent"}, {"due_before": "yesterday"},
-])
-def test_bad_list_parameters_are_400(make_user: Callable[..., httpx.Client],
-                                     params: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": "100000"},
+        {"limit": "0"},
+        {"limit": "-1"},
+        {"limit": "ten"},
+        {"offset": "-5"},
+        {"status": "done"},
+        {"priority": "urgent"},
+        {"due_before": "yesterday"},
+    ],
+)
+def test_bad_list_parameters_are_400(
+    make_user: Callable[..., httpx.Client], params: dict[str, str]
+) -> None:
     r = make_user().get("/api/tasks", params=params)
     assert r.status_code == 400, r.text
     assert r.json()["error"]["code"] == "BAD_REQUEST"
@@ -231,8 +272,12 @@ def test_post_then_list_sees_it_1000_times(make_user: Callable[..., httpx.Client
 def test_stale_if_match_is_409(make_user: Callable[..., httpx.Client]) -> None:
     c = make_user()
     task = c.post("/api/tasks", json={"title": "t"}).json()
-    assert c.put(f"/api/tasks/{task['id']}", json={"title": "u"},
-                 headers={"If-Match": '"1"'}).status_code == 200
+    assert (
+        c.put(
+            f"/api/tasks/{task['id']}", json={"title": "u"}, headers={"If-Match": '"1"'}
+        ).status_code
+        == 200
+    )
     r = c.put(f"/api/tasks/{task['id']}", json={"title": "v"}, headers={"If-Match": '"1"'})
     assert r.status_code == 409
     assert r.json()["error"]["code"] == "CONFLICT"
@@ -250,11 +295,21 @@ def test_concurrent_puts_at_one_version_one_wins(
         barrier = threading.Barrier(2)
         results: list[int] = []
 
-        def put(title: str) -> None:
+        def put(
+            title: str,
+            barrier: threading.Barrier = barrier,
+            results: list[int] = results,
+            task: dict[str, object] = task,
+        ) -> None:
             with httpx.Client(base_url=str(owner.base_url), headers=owner.headers) as c:
                 barrier.wait()
-                results.append(c.put(f"/api/tasks/{task['id']}", json={"title": title},
-                                     headers={"If-Match": '"1"'}).status_code)
+                results.append(
+                    c.put(
+                        f"/api/tasks/{task['id']}",
+                        json={"title": title},
+                        headers={"If-Match": '"1"'},
+                    ).status_code
+                )
 
         threads = [threading.Thread(target=put, args=(t,)) for t in ("left", "right")]
         for t in threads:

@@ -9,19 +9,25 @@ import pytest
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from commands.ports import ConcurrencyConflict
-from domain.common import Gone
+from domain.common import Actor, Gone
 from domain.paper import PaperDocument
 from domain.tasks import Task
 from infra.cache import TtlCache
 from infra.config import ConfigError, Settings
 from infra.readstore import open_read_store
 from projections.tasks import TaskFilter, TasksProjection, list_tasks
-from domain.common import Actor
 
 
 def new_task(**overrides: object) -> Task:
-    fields: dict[str, object] = dict(owner="o@x.io", title="t", description=None, due_date=None,
-                                     priority="low", status="pending", assignee=None)
+    fields: dict[str, object] = {
+        "owner": "o@x.io",
+        "title": "t",
+        "description": None,
+        "due_date": None,
+        "priority": "low",
+        "status": "pending",
+        "assignee": None,
+    }
     fields.update(overrides)
     return Task(**fields)  # type: ignore[arg-type]
 
@@ -59,8 +65,11 @@ def test_event_topics_are_explicit() -> None:
     task = new_task()
     task.change("o@x.io", {"title": "u", "status": "completed"})
     topics = [type(e).TOPIC for e in task.collect_events()]
-    assert topics == ["gbserver.tasks.TaskCreated", "gbserver.tasks.TaskUpdated",
-                      "gbserver.tasks.TaskCompleted"]
+    assert topics == [
+        "gbserver.tasks.TaskCreated",
+        "gbserver.tasks.TaskUpdated",
+        "gbserver.tasks.TaskCompleted",
+    ]
 
 
 def test_projection_redelivery_changes_nothing(tmp_path: Path) -> None:
@@ -87,8 +96,11 @@ def test_settings_from_env(tmp_path: Path) -> None:
     assert pg.uses_postgres
     assert pg.postgres_env()["POSTGRES_PASSWORD"] == "p@ss"
     assert pg.postgres_env()["POSTGRES_PORT"] == "6543"
-    for bad in ({"GB_DATABASE_URL": "mysql://x"}, {"GB_MAX_BODY_BYTES": "lots"},
-                {"GB_CONSISTENCY_TIMEOUT": "-1"}):
+    for bad in (
+        {"GB_DATABASE_URL": "mysql://x"},
+        {"GB_MAX_BODY_BYTES": "lots"},
+        {"GB_CONSISTENCY_TIMEOUT": "-1"},
+    ):
         with pytest.raises(ConfigError):
             Settings.from_env(bad)
 

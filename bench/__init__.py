@@ -1,0 +1,1 @@
+"""Benchmarks (not tests). Run: .venv/bin/python -m bench.run --help"""
