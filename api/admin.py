@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
-from litestar.params import Parameter
 
 from api.auth import admin_only
 from api.deps import Deps
 from api.errors import ApiError, not_found
-from api.http import Limit, Offset, actor_of, claim_of, written
+from api.http import Limit, Offset, Position, actor_of, claim_of, written
 from commands.admin import IssueToken
 from commands.idempotency import AlreadyClaimed
 from projections.admin import TokenView, get_token, list_tokens
@@ -78,7 +77,7 @@ class AdminController(Controller):
     def events(
         self,
         deps: Deps,
-        after: Annotated[int, Parameter(ge=0, description="Last notification id seen")] = 0,
+        after: Position = 0,
         limit: Limit = 50,
     ) -> EventPage:
         records = [msgspec.convert(r, EventRecord) for r in deps.event_log(after, limit)]

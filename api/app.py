@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Any
 
 from litestar import Litestar
+from litestar._openapi.plugin import OpenAPIPlugin  # no public handle on the served dict (2.x)
 from litestar.di import Provide
 from litestar.enums import ScopeType
 from litestar.middleware.base import DefineMiddleware
@@ -13,9 +15,10 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.admin import AdminController, health
-from api.auth import TokenAuthMiddleware
+from api.auth import PUBLIC_PATHS, TokenAuthMiddleware
 from api.deps import Deps, InFlight
 from api.errors import handle_exception
+from api.openapi import complete
 from api.paper import PaperController
 from api.tasks import TasksController
 
@@ -52,7 +55,7 @@ class RequestContext:
 
 
 def create_app(deps: Deps) -> Litestar:
-    return Litestar(
+    app = Litestar(
         route_handlers=[health, TasksController, PaperController, AdminController],
         dependencies={"deps": Provide(lambda: deps, use_cache=True, sync_to_thread=False)},
         middleware=[DefineMiddleware(TokenAuthMiddleware, authenticator=deps.authenticator)],
@@ -66,6 +69,23 @@ def create_app(deps: Deps) -> Litestar:
         ),
         debug=False,
     )
+    complete(app.plugins.get(OpenAPIPlugin).provide_openapi_schema(), PUBLIC_PATHS)
+    _true_allow_headers(app)
+    return app
+
+
+def _true_allow_headers(app: Litestar) -> None:
+    """Points each route's automatic OPTIONS handler at its final route.
+
+    Litestar 2.x builds the OPTIONS handler when a path's first method is registered and keeps
+    it when later methods merge into a new route object, so `Allow` lists only some methods.
+    """
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            fn = getattr(handler, "fn", None)
+            cells: tuple[Any, ...] = getattr(fn, "__closure__", None) or ()
+            if getattr(fn, "__name__", "") == "options_handler" and len(cells) == 1:
+                cells[0].cell_contents = route
 
 
 def asgi(deps: Deps) -> RequestContext:

@@ -89,6 +89,8 @@ class TokenAuthMiddleware(AbstractAuthenticationMiddleware):
 
 
 def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    actor = connection.user
+    if connection.scope.get("method") == "OPTIONS":
+        return  # preflight: unauthenticated by design, answers only the allowed methods
+    actor = connection.scope.get("user")
     if not isinstance(actor, Actor) or not actor.is_admin:
         raise PermissionDeniedException("admin role required")

@@ -9,6 +9,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from commands.fields import InvalidField
 from commands.idempotency import AlreadyClaimed
 from commands.ports import ConcurrencyConflict, NotFound, StoreUnavailable
 from domain.common import DomainError, Forbidden, Gone, VersionMismatch
@@ -91,6 +92,8 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
     if isinstance(exc, HTTPException):
         headers = dict(exc.headers or {})
         return envelope(exc.status_code, exc.detail, _validation_details(exc.extra), headers)
+    if isinstance(exc, InvalidField):
+        return envelope(400, str(exc), [{"field": exc.field, "message": str(exc)}])
     if isinstance(exc, NotFound):
         return envelope(404, f"{exc} not found")
     if isinstance(exc, Gone):

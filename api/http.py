@@ -13,14 +13,19 @@ from litestar.params import Parameter
 
 from api.deps import Deps
 from api.errors import ApiError, bad_request
+from commands.fields import WHEN_DESCRIPTION, WHEN_PATTERN, parse_when
 from commands.idempotency import AlreadyClaimed, Claim
 from commands.ports import Saved
-from domain.common import Actor
+from domain.common import Actor, rfc3339
 
 T = TypeVar("T")
 
 Limit = Annotated[int, Parameter(ge=1, le=200, description="Page size (max 200)")]
-Offset = Annotated[int, Parameter(ge=0, description="Items to skip")]
+Offset = Annotated[int, Parameter(ge=0, le=2_000_000_000, description="Items to skip")]
+Position = Annotated[
+    int, Parameter(ge=0, le=2**53 - 1, description="Last notification id seen (0: from the start)")
+]
+DateTimeParam = Annotated[str, Parameter(pattern=WHEN_PATTERN, description=WHEN_DESCRIPTION)]
 
 _IF_MATCH = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -54,6 +59,11 @@ def claim_of(request: Request[Any, Any, Any], actor: Actor, body: Any) -> Claim 
         )
     digest = hashlib.sha256(request.url.path.encode() + b"\n" + msgspec.json.encode(body))
     return Claim(user=actor.email, key=key, fingerprint=digest.hexdigest())
+
+
+def when_param(value: str | None, field: str) -> str | None:
+    """A query parameter as an RFC 3339 date-time with a zone, normalised to UTC 'Z'."""
+    return None if value is None else rfc3339(parse_when(value, field))
 
 
 def etag(version: int) -> dict[str, str]:

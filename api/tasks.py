@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from litestar import Controller, Request, Response, delete, get, post, put
-from litestar.params import Parameter
 
 from api.deps import Deps
-from api.errors import bad_request, not_found
-from api.http import Limit, Offset, actor_of, claim_of, create, etag, expected_version, written
+from api.errors import not_found
+from api.http import (
+    DateTimeParam,
+    Limit,
+    Offset,
+    actor_of,
+    claim_of,
+    create,
+    etag,
+    expected_version,
+    when_param,
+    written,
+)
 from commands.tasks import CreateTask, UpdateTask
-from domain.common import rfc3339
 from projections.core import Page
 from projections.tasks import TaskFilter, TaskView, get_task, list_tasks
-
-AwareDatetime = Annotated[datetime, Parameter(description="RFC 3339 with a time zone")]
 
 
 class TasksController(Controller):
@@ -31,7 +37,7 @@ class TasksController(Controller):
         deps: Deps,
         status: Literal["pending", "completed", "cancelled"] | None = None,
         priority: Literal["low", "medium", "high"] | None = None,
-        due_before: AwareDatetime | None = None,
+        due_before: DateTimeParam | None = None,
         assignee: str | None = None,
         limit: Limit = 50,
         offset: Offset = 0,
@@ -39,7 +45,7 @@ class TasksController(Controller):
         where = TaskFilter(
             status=status,
             priority=priority,
-            due_before=_aware(due_before),
+            due_before=when_param(due_before, "due_before"),
             assignee=assignee.lower() if assignee else None,
         )
         return list_tasks(deps.read, actor_of(request), where, limit, offset)
@@ -84,11 +90,3 @@ class TasksController(Controller):
         actor = actor_of(request)
         saved = deps.tasks.delete(actor, task_id, expected_version(request))
         return written(deps, saved, f"/api/tasks/{task_id}", lambda: None)
-
-
-def _aware(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise bad_request("due_before must include a time zone (e.g. Z)", "due_before")
-    return rfc3339(value)

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from typing import Annotated, Literal
+from typing import Literal
 from uuid import UUID, uuid5
 
 import msgspec
-from msgspec import Meta
 
+from commands.fields import Email
 from commands.idempotency import Claim, save_new
 from commands.ports import ConcurrencyConflict, EventStore, NotFound, Saved
 from domain.admin import ApiToken
 from domain.common import Actor
 
-Email = Annotated[str, Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 _BOOTSTRAP_ID = uuid5(UUID("6f1c3f0e-3d55-4f4e-9a53-0b8f0f3c1a77"), "bootstrap-admin-token")
 BOOTSTRAP_USER = "admin@localhost"
 

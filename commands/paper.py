@@ -8,12 +8,12 @@ from uuid import UUID
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from commands.fields import Title
 from commands.idempotency import Claim, save_new
 from commands.ports import EventStore, NotFound, Saved
 from domain.common import Actor, Forbidden, VersionMismatch
 from domain.paper import PaperDocument
 
-Title = Annotated[str, Meta(min_length=1, max_length=500, pattern=r"\S")]
 DocType = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
 
 

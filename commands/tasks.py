@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from commands.fields import Email, Title, When, parse_when
 from commands.idempotency import Claim, save_new
 from commands.ports import EventStore, NotFound, Saved
 from domain.common import Actor, Forbidden, VersionMismatch, rfc3339
 from domain.tasks import Task
 
-Title = Annotated[str, Meta(min_length=1, max_length=500, pattern=r"\S")]
 Description = Annotated[str, Meta(max_length=20_000)]
-Email = Annotated[str, Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
-When = Annotated[datetime, Meta(tz=True)]
 Priority = Literal["low", "medium", "high"]
 Status = Literal["pending", "completed", "cancelled"]
 
@@ -41,8 +38,8 @@ class UpdateTask(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def _normal(name: str, value: object) -> object:
-    if isinstance(value, datetime):
-        return rfc3339(value)
+    if name == "due_date" and isinstance(value, str):
+        return rfc3339(parse_when(value, name))
     if name == "assignee" and isinstance(value, str):
         return value.lower()
     if name == "title" and isinstance(value, str):
@@ -61,7 +58,7 @@ class TaskCommands:
             owner=actor.email,
             title=cmd.title.strip(),
             description=cmd.description,
-            due_date=rfc3339(cmd.due_date) if cmd.due_date else None,
+            due_date=rfc3339(parse_when(cmd.due_date, "due_date")) if cmd.due_date else None,
             priority=cmd.priority,
             status=cmd.status,
             assignee=cmd.assignee.lower() if cmd.assignee else None,

@@ -1,0 +1,55 @@
+"""Field types shared by command structs; their constraints are also the OpenAPI schema.
+
+Patterns avoid `\\s` shorthands, whose meaning differs between Python and the JSON Schema
+(ECMA-262) engines that clients validate with: control characters are spelled out instead.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from msgspec import Meta
+
+_ADDRESS_PART = (
+    r"[^@ \t\n\r\f\v\x00-\x1f\x7f-\xa0"
+    r"\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]+"
+)
+
+Email = Annotated[
+    str,
+    Meta(
+        max_length=254,
+        pattern=f"^{_ADDRESS_PART}@{_ADDRESS_PART}\\.{_ADDRESS_PART}$",
+        description="An email address",
+    ),
+]
+Title = Annotated[str, Meta(min_length=1, max_length=500, pattern=r"[^ \t\n\r\f\v]")]
+WHEN_PATTERN = (
+    r"^([0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})"
+    r"-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
+    r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+WHEN_DESCRIPTION = "RFC 3339 date-time with a time zone, e.g. 2024-01-15T17:00:00Z"
+# A string, not a datetime: lenient decoding would take the number 0 for 1970-01-01.
+When = Annotated[str, Meta(pattern=WHEN_PATTERN, description=WHEN_DESCRIPTION)]
+
+
+class InvalidField(ValueError):
+    """A field's value has the right shape but no meaning (e.g. February 30)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def parse_when(value: str, field: str) -> datetime:
+    """An RFC 3339 date-time string (with its zone) as an aware datetime."""
+    try:
+        when = datetime.fromisoformat(value.upper())
+    except ValueError:
+        raise InvalidField(field, f"{field} is not a valid RFC 3339 date-time") from None
+    if when.tzinfo is None:
+        raise InvalidField(field, f"{field} must include a time zone (e.g. Z)")
+    return when
