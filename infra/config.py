@@ -35,7 +35,7 @@ class Settings:
             raise ConfigError(
                 f"GB_DATABASE_URL must be a postgresql:// URL (or empty for SQLite), got {url!r}"
             )
-        return cls(
+        settings = cls(
             data_dir=Path(env.get("GB_DATA_DIR", "./data")),
             database_url="" if url.startswith("sqlite://") else url,
             admin_token=env.get("GB_ADMIN_TOKEN", ""),
@@ -44,23 +44,49 @@ class Settings:
             auth_cache_ttl=_float(env, "GB_AUTH_CACHE_TTL", 60.0),
             log_level=env.get("GB_LOG_LEVEL", "info").lower(),
         )
+        if settings.uses_postgres:
+            settings.postgres_env()  # a malformed URL is a config error, not a crash later
+        return settings
 
     def postgres_env(self) -> dict[str, str]:
-        """The eventsourcing library's settings for the PostgreSQL URL."""
+        """The eventsourcing library's settings for the PostgreSQL URL.
+
+        The event store and the read store each open a pool with these settings, on the
+        same database: POOL_SIZE connections stay open, up to POOL_SIZE + MAX_OVERFLOW
+        under load. Kept small so that several servers (tests, replicas) fit in the
+        server's default max_connections of 100.
+        """
         url = urlparse(self.database_url)
-        dbname = url.path.lstrip("/")
-        if not dbname:
+        dbname = unquote(url.path.lstrip("/"))
+        if not dbname or "/" in dbname:
             raise ConfigError("GB_DATABASE_URL must name a database, e.g. postgresql://u:p@h/db")
+        if url.query or url.fragment:
+            # The library connects with fixed keywords: options such as sslmode would be
+            # silently dropped. Use the libpq environment (PGSSLMODE, ...) instead.
+            raise ConfigError(
+                "GB_DATABASE_URL takes no ?options; set libpq's PG* environment variables"
+                f" (e.g. PGSSLMODE) instead, got {url.query or url.fragment!r}"
+            )
+        try:
+            port = url.port or 5432
+        except ValueError:
+            host_port = url.netloc.rpartition("@")[2]  # never echo the password
+            raise ConfigError(f"GB_DATABASE_URL has an invalid port: {host_port!r}") from None
         return {
             "POSTGRES_DBNAME": dbname,
-            "POSTGRES_HOST": url.hostname or "127.0.0.1",
-            "POSTGRES_PORT": str(url.port or 5432),
+            "POSTGRES_HOST": unquote(url.hostname or "") or "127.0.0.1",
+            "POSTGRES_PORT": str(port),
             "POSTGRES_USER": unquote(url.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(url.password or ""),
             "POSTGRES_CONNECT_TIMEOUT": "5",
-            "POSTGRES_POOL_SIZE": "10",
-            "POSTGRES_MAX_OVERFLOW": "10",
+            "POSTGRES_POOL_SIZE": "2",
+            "POSTGRES_MAX_OVERFLOW": "8",
             "POSTGRES_PRE_PING": "y",
+            # Both stores share one database and its public schema: the library's objects
+            # (gbserver_events, gbserver_read_tracking, type stored_event_uuid, function
+            # es_insert_events_uuid) and ours (tasks, api_tokens, paper_documents) do not
+            # collide.
+            "POSTGRES_SCHEMA": "public",
         }
 
 

@@ -35,6 +35,48 @@ def persistence_env(settings: Settings, *, purpose: str = "events") -> dict[str,
     }
 
 
+# pg_advisory_lock key ("gbserver" in ASCII) held while tables are created: PostgreSQL's
+# CREATE TABLE/TYPE IF NOT EXISTS is not safe against a concurrent creator (the loser gets
+# a unique violation on pg_type), which two processes starting on a new database hit.
+SCHEMA_LOCK = 0x6762736572766572
+
+
+@contextmanager
+def schema_lock(settings: Settings) -> Iterator[None]:
+    """Serialises schema creation across processes (PostgreSQL only; SQLite locks itself).
+
+    Connecting first also turns the pool's opaque "couldn't get a connection after 5.00 sec"
+    into the server's own reason (wrong password, no such database, refused...).
+    """
+    if not settings.uses_postgres:
+        yield
+        return
+    import psycopg
+
+    env = settings.postgres_env()
+    where = (
+        f"{env['POSTGRES_USER']}@{env['POSTGRES_HOST']}:{env['POSTGRES_PORT']}"
+        f"/{env['POSTGRES_DBNAME']}"
+    )
+    try:
+        conn = psycopg.connect(
+            dbname=env["POSTGRES_DBNAME"],
+            host=env["POSTGRES_HOST"],
+            port=env["POSTGRES_PORT"],
+            user=env["POSTGRES_USER"],
+            password=env["POSTGRES_PASSWORD"],
+            connect_timeout=int(env["POSTGRES_CONNECT_TIMEOUT"]),
+            autocommit=True,
+        )
+    except psycopg.Error as e:
+        raise StoreUnavailable(f"cannot connect to PostgreSQL {where}: {e}") from e
+    try:
+        conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+        yield
+    finally:
+        conn.close()  # ends the session, which releases the lock
+
+
 @contextmanager
 def store_errors() -> Iterator[None]:
     """Turns the library's persistence errors into the ports' errors."""
@@ -50,7 +92,8 @@ class GBApplication(Application[UUID]):
     name = APP_NAME
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(env=persistence_env(settings))
+        with schema_lock(settings):  # the library creates its tables here
+            super().__init__(env=persistence_env(settings))
         self._saved_listeners: list[Callable[[int], None]] = []
         self._lock = threading.Lock()
 

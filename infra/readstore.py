@@ -1,17 +1,25 @@
 """The read side's database: our SQL layer over the event store library's tracking recorders.
 
-SQLite (embedded) and PostgreSQL (scaled) differ only in placeholders and in how a
-database's size is measured; projections see one dialect.
+SQLite (embedded) and PostgreSQL (scaled) differ in placeholders, in how a database's size
+is measured and, for PostgreSQL, in an advisory lock around DDL and a snapshot per read;
+projections see one dialect.
+
+In PostgreSQL the read models live in the event store's database and schema: the library's
+objects (gbserver_events, gbserver_read_tracking, stored_event_uuid, ...) and the
+projections' (tasks, api_tokens, paper_documents and their indexes) do not collide, and no
+transaction touches both sides. Text sorts by the database's collation, so give it a
+code-point one (C, C.UTF-8) to order as SQLite does; scripts/services does.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from eventsourcing.persistence import InfrastructureFactory, Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
@@ -19,9 +27,11 @@ from eventsourcing.sqlite import SQLiteTrackingRecorder
 from eventsourcing.utils import Environment
 
 from infra.config import Settings
-from infra.eventstore import persistence_env, store_errors
+from infra.eventstore import SCHEMA_LOCK, persistence_env, schema_lock, store_errors
 
 _SAFE_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+log = logging.getLogger("gbserver")
 
 
 class SqlCursor:
@@ -32,7 +42,11 @@ class SqlCursor:
         self.dialect = dialect
 
     def _sql(self, sql: str) -> str:
-        return sql if self.dialect == "sqlite" else sql.replace("?", "%s")
+        # psycopg takes %s placeholders and so reads a literal % (LIKE 'a%') as one too:
+        # double it first. A '?' inside a string literal would be rewritten: bind it instead.
+        if self.dialect == "sqlite":
+            return sql
+        return sql.replace("%", "%%").replace("?", "%s")
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self._cursor.execute(self._sql(sql), tuple(params))
@@ -55,6 +69,9 @@ class _SqlReadStore:
     def _tracking_table(self) -> str:
         return "tracking"
 
+    def _lock_schema(self, cursor: Any) -> None:
+        """Taken before DDL, in its transaction; PostgreSQL needs it (SQLite's writes lock)."""
+
     @contextmanager
     def write(self, tracking: Tracking) -> Iterator[SqlCursor]:
         with store_errors(), self.datastore.transaction(commit=True) as c:
@@ -69,11 +86,13 @@ class _SqlReadStore:
 
     def migrate(self, statements: Sequence[str]) -> None:
         with store_errors(), self.datastore.transaction(commit=True) as c:
+            self._lock_schema(c)
             for statement in statements:
                 c.execute(statement)
 
     def reset(self, application_name: str, tables: Sequence[str]) -> None:
         with store_errors(), self.datastore.transaction(commit=True) as c:
+            self._lock_schema(c)
             for table in tables:
                 if not _SAFE_NAME.match(table):
                     raise ValueError(f"unsafe table name {table!r}")
@@ -91,17 +110,30 @@ class SQLiteReadStore(_SqlReadStore, SQLiteTrackingRecorder):
     def size_bytes(self) -> int:
         name = Path(self.datastore.pool.db_name)
         return sum(
-            os.path.getsize(p)
-            for p in (name, name.with_name(name.name + "-wal"))
-            if p.exists()
+            os.path.getsize(p) for p in (name, name.with_name(name.name + "-wal")) if p.exists()
         )
 
 
 class PostgresReadStore(_SqlReadStore, PostgresTrackingRecorder):
+    """Read models in the event store's database and schema, beside the library's tables."""
+
     dialect = "postgresql"
 
     def _tracking_table(self) -> str:
-        return f"{self.datastore.schema}.{self.tracking_table_name}"
+        return f'"{self.datastore.schema}"."{self.tracking_table_name}"'
+
+    def _lock_schema(self, cursor: Any) -> None:
+        # Two processes creating the same table or index at once: one would fail (see
+        # infra.eventstore.SCHEMA_LOCK). Released when the transaction ends.
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+
+    @contextmanager
+    def read(self) -> Iterator[SqlCursor]:
+        # One snapshot for the whole read, as in SQLite: under PostgreSQL's default READ
+        # COMMITTED a page's COUNT(*) and its rows could see different commits.
+        with store_errors(), self.datastore.transaction(commit=False) as c:
+            c.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield SqlCursor(c, self.dialect)
 
     def size_bytes(self) -> int:
         with self.read() as sql:
@@ -109,10 +141,27 @@ class PostgresReadStore(_SqlReadStore, PostgresTrackingRecorder):
             row = sql.fetchone()
         return int(row["size"]) if row else 0
 
+    def check_collation(self) -> None:
+        """Warns when text will not sort by code point (orders would differ from SQLite's)."""
+        with self.read() as sql:
+            # Asks the collation itself (libc or ICU): linguistic ones put 'a' before 'B'
+            # and skip punctuation ('a0' before 'a-b').
+            sql.execute("SELECT 'B' < 'a' AND 'a-b' < 'a0' AS code_point")
+            row = sql.fetchone()
+        if row is not None and not row["code_point"]:
+            log.warning(
+                "the database's collation does not sort text by code point: lists ordered"
+                " by text columns may differ from SQLite's; create the database with"
+                " TEMPLATE template0 LC_COLLATE 'C' (as scripts/services and tests/pg.py do)"
+            )
+
 
 def open_read_store(settings: Settings) -> SQLiteReadStore | PostgresReadStore:
     env = Environment("gbserver_read", persistence_env(settings, purpose="read"))
-    factory = InfrastructureFactory.construct(env)
     cls: type[Any] = PostgresReadStore if settings.uses_postgres else SQLiteReadStore
-    store: SQLiteReadStore | PostgresReadStore = factory.tracking_recorder(cls)
+    with schema_lock(settings):  # the library creates its tracking table here
+        factory = InfrastructureFactory.construct(env)
+        store = cast(SQLiteReadStore | PostgresReadStore, factory.tracking_recorder(cls))
+    if isinstance(store, PostgresReadStore):
+        store.check_collation()
     return store
