@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from commands.ports import StoreUnavailable
 from infra.config import ConfigError, Settings
 
 
@@ -45,13 +46,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if args.command == "serve":
-        return _serve(settings, args.host, args.port)
-    if args.command == "rebuild":
-        return _rebuild(settings, args.projections)
-    if args.command == "events":
-        return _events(settings, args.after, args.limit, args.aggregate)
-    return _token_create(settings, args.user, args.role)
+    try:
+        if args.command == "serve":
+            return _serve(settings, args.host, args.port)
+        if args.command == "rebuild":
+            return _rebuild(settings, args.projections)
+        if args.command == "events":
+            return _events(settings, args.after, args.limit, args.aggregate)
+        return _token_create(settings, args.user, args.role)
+    except StoreUnavailable as e:
+        print(f"gbserver: storage is unavailable: {e}", file=sys.stderr)
+        return 1
 
 
 def _serve(settings: Settings, host: str, port: int) -> int:

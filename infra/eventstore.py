@@ -94,18 +94,20 @@ class GBApplication(Application[UUID]):
     def __init__(self, settings: Settings) -> None:
         with schema_lock(settings):  # the library creates its tables here
             super().__init__(env=persistence_env(settings))
-        self._saved_listeners: list[Callable[[int], None]] = []
+        self._saved_listeners: list[Callable[[int, set[str]], None]] = []
         self._lock = threading.Lock()
 
-    def on_saved(self, listener: Callable[[int], None]) -> None:
+    def on_saved(self, listener: Callable[[int, set[str]], None]) -> None:
+        """Calls listener(last notification id, topics) after each save in this process."""
         with self._lock:
             self._saved_listeners.append(listener)
 
     def _notify(self, recordings: list[Recording[UUID]]) -> None:
         if recordings:
             last = max(r.notification.id for r in recordings)
+            topics = {r.notification.topic for r in recordings}
             for listener in list(self._saved_listeners):
-                listener(last)
+                listener(last, topics)
 
 
 class EventStoreAdapter:

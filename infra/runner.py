@@ -27,20 +27,33 @@ POLL_SECONDS = 1.0
 
 
 class LogSignal:
-    """The in-process 'something was saved' signal, carrying the newest notification id."""
+    """The in-process 'something was saved' signal: the newest notification id per topic,
+    so that a save wakes only the workers of the projections that read its topics."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self.latest = 0
+        self._latest: dict[str, int] = {}
+        self._wakes = 0
 
-    def saved(self, notification_id: int) -> None:
+    def saved(self, notification_id: int, topics: Iterable[str]) -> None:
         with self._cond:
-            self.latest = max(self.latest, notification_id)
+            for topic in topics:
+                self._latest[topic] = max(self._latest.get(topic, 0), notification_id)
             self._cond.notify_all()
 
-    def wait_beyond(self, seen: int, timeout: float) -> None:
+    def wake_all(self) -> None:
+        """Wakes every worker: to stop, or to look at writes made by other processes."""
         with self._cond:
-            self._cond.wait_for(lambda: self.latest > seen, timeout=timeout)
+            self._wakes += 1
+            self._cond.notify_all()
+
+    def wait_beyond(self, seen: int, topics: Sequence[str], timeout: float) -> None:
+        with self._cond:
+            wakes = self._wakes
+            self._cond.wait_for(
+                lambda: self._wakes != wakes or any(self._latest.get(t, 0) > seen for t in topics),
+                timeout=timeout,
+            )
 
 
 class Positions:
@@ -95,7 +108,7 @@ class ProjectionWorker:
 
     def stop(self) -> None:
         self._stop.set()
-        self.signal.saved(0)  # wake the thread so it sees the stop flag
+        self.signal.wake_all()  # so the thread sees the stop flag
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
@@ -128,7 +141,7 @@ class ProjectionWorker:
                 continue
             # Everything up to scanned_to is applied: the log holds nothing else for us.
             self.positions.advanced(self.projection.name, scanned_to)
-            self.signal.wait_beyond(scanned_to, POLL_SECONDS)
+            self.signal.wait_beyond(scanned_to, topics, POLL_SECONDS)
 
 
 class Consistency:
@@ -162,7 +175,7 @@ class Consistency:
     def catch_up(self, names: Iterable[str], timeout: float) -> bool:
         """Waits until these projections have everything in the log now, whoever wrote it."""
         end = self._log_end()
-        self._signal.saved(end)  # wake workers at once: the writer may be another process
+        self._signal.wake_all()  # the writer may be another process: look now
         return self._positions.wait_for(dict.fromkeys(names, end), time.monotonic() + timeout)
 
 

@@ -160,3 +160,14 @@ def test_first_start_prints_an_admin_token_once(tmp_path: Path) -> None:
         assert len(re.findall(r"Admin token", srv.log_path.read_text())) == 1
     finally:
         srv.stop()
+
+
+def test_cli_reports_bad_configuration_without_a_traceback(tmp_path: Path) -> None:
+    bad_url = gbserver("events", env={"GB_DATABASE_URL": "mysql://x/y"}, check=False)
+    assert bad_url.returncode == 2 and "GB_DATABASE_URL" in bad_url.stderr
+    assert "Traceback" not in bad_url.stderr
+    unreachable = gbserver(
+        "events", env={"GB_DATABASE_URL": "postgresql://u:p@127.0.0.1:1/none"}, check=False
+    )
+    assert unreachable.returncode == 1 and "storage is unavailable" in unreachable.stderr
+    assert "Traceback" not in unreachable.stderr
