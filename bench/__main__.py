@@ -1,0 +1,53 @@
+"""Runs the benchmarks in sequence, each with its default parameters.
+
+    .venv/bin/python -m bench                      # run, lag, rebuild: about 2 minutes
+    .venv/bin/python -m bench lag rebuild          # only these, in this order
+
+With GB_TEST_DATABASE_URL and GB_TEST_KAFKA_BOOTSTRAP set (as for the test suite, e.g. from
+`scripts/services up postgres` / `scripts/services up kafka`), bench.lag and bench.rebuild
+include their PostgreSQL / Kafka parts; otherwise they say that they skip them.
+
+For a benchmark's own options run it alone: `python -m bench.run --help`,
+`python -m bench.lag --help`, `python -m bench.rebuild --help`. The exit status is the first
+non-zero status of the benchmarks run (each runs even if an earlier one failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from bench import lag, rebuild, run
+
+BENCHMARKS: dict[str, Callable[[Sequence[str] | None], int]] = {
+    "run": run.main,
+    "lag": lag.main,
+    "rebuild": rebuild.main,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="bench", description="Run the gbserver benchmarks in sequence."
+    )
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"benchmarks to run, in order: {', '.join(BENCHMARKS)} (default: all)",
+    )
+    names = parser.parse_args(argv).names or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)} (known: {', '.join(BENCHMARKS)})")
+    status = 0
+    for name in names:
+        print(f"\n=== bench.{name} ===", flush=True)
+        code = BENCHMARKS[name]([])
+        status = status or code
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
