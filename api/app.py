@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from litestar import Litestar
@@ -54,8 +55,9 @@ class RequestContext:
             self.in_flight.count -= 1
 
 
-def create_app(deps: Deps) -> Litestar:
+def create_app(deps: Deps, on_shutdown: Sequence[Callable[[], None]] = ()) -> Litestar:
     app = Litestar(
+        on_shutdown=list(on_shutdown),
         route_handlers=[health, TasksController, PaperController, AdminController],
         dependencies={"deps": Provide(lambda: deps, use_cache=True, sync_to_thread=False)},
         middleware=[DefineMiddleware(TokenAuthMiddleware, authenticator=deps.authenticator)],
@@ -88,5 +90,6 @@ def _true_allow_headers(app: Litestar) -> None:
                 cells[0].cell_contents = route
 
 
-def asgi(deps: Deps) -> RequestContext:
-    return RequestContext(create_app(deps), deps.in_flight)
+def asgi(deps: Deps, on_shutdown: Sequence[Callable[[], None]] = ()) -> RequestContext:
+    """The served application; `on_shutdown` runs when the server stops (also on SIGTERM)."""
+    return RequestContext(create_app(deps, on_shutdown), deps.in_flight)

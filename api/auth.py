@@ -14,7 +14,7 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 
 from commands.admin import BOOTSTRAP_USER, hash_token
 from domain.common import Actor
-from projections.admin import find_active_token
+from projections.admin import TokenView, find_active_token
 from projections.core import ReadStore
 
 PUBLIC_PATHS = ("/api/health", "/schema")
@@ -34,12 +34,12 @@ class Authenticator:
         read: ReadStore,
         cache: ActorCache,
         admin_secret: str,
-        catch_up: Callable[[], bool],
+        find: Callable[[Callable[[], TokenView | None]], TokenView | None],
     ) -> None:
         self._read = read
         self._cache = cache
         self._admin_hash = hash_token(admin_secret) if admin_secret else ""
-        self._catch_up = catch_up
+        self._find = find
 
     def cached(self, secret: str) -> Actor | None:
         digest = hash_token(secret)
@@ -48,11 +48,9 @@ class Authenticator:
         return self._cache.get(digest)
 
     def lookup(self, secret: str) -> Actor | None:
-        """Reads the tokens table; if the token is unknown, catches up with the log once."""
+        """Reads the tokens table, following the log a little if the token is not there yet."""
         digest = hash_token(secret)
-        view = find_active_token(self._read, digest)
-        if view is None and self._catch_up():
-            view = find_active_token(self._read, digest)
+        view = self._find(lambda: find_active_token(self._read, digest))
         if view is None:
             return None
         actor = Actor(view.user, is_admin=view.role == "admin")

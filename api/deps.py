@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from api.auth import Authenticator
 from commands.admin import AdminCommands
@@ -14,11 +14,15 @@ from commands.tasks import TaskCommands
 from projections.core import ReadStore
 from projections.paper import EventHistory
 
+T = TypeVar("T")
+
 
 class WaitsForProjections(Protocol):
     def wait(self, saved: Saved, timeout: float) -> bool: ...
 
-    def catch_up(self, names: Iterable[str], timeout: float) -> bool: ...
+    def find(
+        self, names: Iterable[str], probe: Callable[[], T | None], timeout: float
+    ) -> T | None: ...
 
 
 @dataclass

@@ -107,9 +107,9 @@ def create(
     except AlreadyClaimed as replay:
         if not replay.same_request:
             raise
+        first = replay.resource_id
         # The first request may still be on its way into the read model.
-        deps.consistency.catch_up([projection], deps.consistency_timeout)
-        body = render(replay.resource_id)
+        body = deps.consistency.find([projection], lambda: render(first), deps.consistency_timeout)
         if body is None:
             raise ApiError(
                 404, "the resource this Idempotency-Key created no longer exists"

@@ -10,13 +10,9 @@ from uuid import UUID
 
 @dataclass(frozen=True)
 class Saved:
-    """Where a save landed in the notification log: (notification id, event topic) pairs."""
+    """Where a save landed in the notification log: (notification id, topic, aggregate id)."""
 
-    notifications: tuple[tuple[int, str], ...]
-
-    @property
-    def last_id(self) -> int:
-        return max((nid for nid, _ in self.notifications), default=0)
+    notifications: tuple[tuple[int, str, str], ...]
 
 
 class NotFound(Exception):

@@ -6,10 +6,12 @@ import contextlib
 import logging
 import os
 import resource
+import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from api.auth import Authenticator
 from api.deps import Deps, InFlight
@@ -20,8 +22,10 @@ from domain.common import rfc3339
 from infra.cache import TtlCache
 from infra.config import Settings
 from infra.eventstore import EventStoreAdapter, GBApplication
+from infra.kafka import KafkaProjector, Partitioned, Relay
+from infra.pgnotify import LogListener
 from infra.readstore import PostgresReadStore, SQLiteReadStore, open_read_store
-from infra.runner import Consistency, LogSignal, Positions, ProjectionWorker
+from infra.runner import Consistency, LogSignal, Positions, ProjectionWorker, SingleLog
 from projections.admin import TokensProjection
 from projections.core import Projection
 from projections.paper import PaperProjection
@@ -30,6 +34,19 @@ from projections.tasks import TasksProjection
 log = logging.getLogger("gbserver")
 
 PROJECTIONS: tuple[type[Projection], ...] = (TokensProjection, TasksProjection, PaperProjection)
+
+
+JOIN_SECONDS = 20.0
+
+
+class Worker(Protocol):
+    name: str
+    error: str | None
+    ready: threading.Event
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 @dataclass
@@ -41,9 +58,11 @@ class Services:
     projections: dict[str, Projection]
     signal: LogSignal = field(default_factory=LogSignal)
     positions: Positions = field(default_factory=Positions)
-    workers: list[ProjectionWorker] = field(default_factory=list)
+    workers: list[Worker] = field(default_factory=list)
+    relay: Relay | None = None
     cache: TtlCache[str, Any] = field(default_factory=lambda: TtlCache(60.0))
     started: float = field(default_factory=time.monotonic)
+    closed: bool = False
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
@@ -55,13 +74,64 @@ class Services:
         app.on_saved(services.signal.saved)
         return services
 
-    def start_workers(self) -> None:
-        for projection in self.projections.values():
-            worker = ProjectionWorker(projection, self.events, self.signal, self.positions)
+    def feed_workers(
+        self, *, relay: bool = True, projectors: bool = True, group: str | None = None
+    ) -> list[Worker]:
+        """The workers that move the log into the read models, for the configured feed."""
+        s = self.settings
+        workers: list[Worker] = []
+        if s.uses_postgres and (relay or projectors):
+            channel: str = getattr(self.app.recorder, "channel_name", "")
+            workers.append(LogListener(s, channel, self.signal.wake_all))
+        if not s.uses_kafka:
+            if projectors:
+                workers += [
+                    ProjectionWorker(p, self.events, self.signal, self.positions)
+                    for p in self.projections.values()
+                ]
+            return workers
+        if relay:
+            self.relay = Relay(
+                self.events,
+                self.read,
+                self.signal,
+                s.kafka_bootstrap,
+                s.kafka_topic,
+                s.kafka_partitions,
+            )
+            workers.append(self.relay)
+        if projectors:
+            workers.append(
+                KafkaProjector(
+                    list(self.projections.values()),
+                    self.events,
+                    self.positions,
+                    s.kafka_bootstrap,
+                    s.kafka_topic,
+                    group or s.kafka_group,
+                    s.kafka_partitions,
+                )
+            )
+        return workers
+
+    def start_workers(
+        self, *, relay: bool = True, projectors: bool = True, group: str | None = None
+    ) -> None:
+        for worker in self.feed_workers(relay=relay, projectors=projectors, group=group):
             worker.start()
             self.workers.append(worker)
+        # Serving before a projector has joined its group would make the first writes wait
+        # (read-your-writes) for the join: give it a bounded head start.
+        deadline = time.monotonic() + JOIN_SECONDS
+        for worker in self.workers:
+            if not worker.ready.wait(max(0.0, deadline - time.monotonic())):
+                log.warning("%s not ready after %ss; serving anyway", worker.name, JOIN_SECONDS)
 
     def close(self) -> None:
+        """Stops the workers and closes the stores; a second call does nothing."""
+        if self.closed:
+            return
+        self.closed = True
         for worker in self.workers:
             worker.stop()
         self.workers.clear()
@@ -71,17 +141,22 @@ class Services:
     # --- what the HTTP layer is given -------------------------------------------------
 
     def deps(self) -> Deps:
+        s = self.settings
+        relay = self.relay
         consistency = Consistency(
             self.projections.values(),
             self.positions,
             self.signal,
             self.events.max_notification_id,
+            layout=Partitioned(s.kafka_partitions) if s.uses_kafka else SingleLog(),
+            stored_position=self.stored_position,
+            feed_ok=(lambda: relay.healthy) if relay else (lambda: True),
         )
         authenticator = Authenticator(
             self.read,
             self.cache,
             self.settings.admin_token,
-            lambda: consistency.catch_up(["tokens"], 2.0),
+            lambda probe: consistency.find(["tokens"], probe, 1.0),
         )
         return Deps(
             read=self.read,
@@ -98,6 +173,12 @@ class Services:
             max_body_bytes=self.settings.max_body_bytes,
             in_flight=InFlight(),
         )
+
+    def stored_position(self, key: str) -> int:
+        """A projection's recorded position for a key (`tasks`, or `tasks:p3` whose projection
+        position, written by a rebuild, counts too)."""
+        keys = {key, key.split(":", 1)[0]}
+        return max((self.read.max_tracking_id(k) or 0) for k in keys)
 
     def health(self) -> dict[str, str]:
         checks = {
@@ -116,8 +197,10 @@ class Services:
         both = components["event_store"] == components["read_store"] == "ok"
         components["database"] = "ok" if both else "error"
         components["llm"] = "not_configured"
-        stuck = [w.projection.name for w in self.workers if w.error]
+        stuck = [w.name for w in self.workers if w.error and not isinstance(w, Relay)]
         components["projections"] = "error" if stuck else "ok"
+        if self.settings.uses_kafka:
+            components["kafka"] = "ok" if self.relay is None or self.relay.healthy else "error"
         return components
 
     def _check_event_store(self) -> bool:
@@ -133,7 +216,7 @@ class Services:
     def _check_storage(self) -> bool:
         blobs = self.settings.data_dir / "blobs"
         blobs.mkdir(parents=True, exist_ok=True)
-        probe = blobs / f".health-{os.getpid()}"
+        probe = blobs / f".health-{uuid.uuid4().hex}"  # one per check: checks run concurrently
         probe.write_bytes(b"ok")
         ok = probe.read_bytes() == b"ok"
         probe.unlink()

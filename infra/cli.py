@@ -21,6 +21,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="serve the REST API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--no-workers",
+        action="store_true",
+        help="leave the relay and projectors to `gbserver relay` / `gbserver project` processes",
+    )
+
+    sub.add_parser("relay", help="publish the event log to Kafka (GB_KAFKA_BOOTSTRAP)")
+    project = sub.add_parser("project", help="run projector workers (a Kafka consumer group)")
+    project.add_argument(
+        "--group", default=None, help="consumer group name (default: GB_KAFKA_GROUP)"
+    )
 
     rebuild = sub.add_parser("rebuild", help="rebuild read models from the event log")
     rebuild.add_argument("projections", nargs="*", metavar="PROJECTION")
@@ -46,9 +57,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if settings.log_level != "debug":
+        # kafka-python logs every failed reconnect at ERROR; our relay and projector report
+        # an outage once, and its end.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
     try:
         if args.command == "serve":
-            return _serve(settings, args.host, args.port)
+            return _serve(settings, args.host, args.port, workers=not args.no_workers)
+        if args.command == "relay":
+            return _run_workers(settings, relay=True, projectors=False)
+        if args.command == "project":
+            return _run_workers(settings, relay=False, projectors=True, group=args.group)
         if args.command == "rebuild":
             return _rebuild(settings, args.projections)
         if args.command == "events":
@@ -59,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _serve(settings: Settings, host: str, port: int) -> int:
+def _serve(settings: Settings, host: str, port: int, *, workers: bool) -> int:
     import uvicorn
 
     from api.app import asgi
@@ -72,9 +91,12 @@ def _serve(settings: Settings, host: str, port: int) -> int:
             secret = AdminCommands(services.events).bootstrap_admin()
             if secret:
                 print(f"Admin token (shown once, keep it): {secret}", flush=True)
-        services.start_workers()
+        if workers:
+            services.start_workers()
+        # Closed by the app's shutdown hook: uvicorn re-raises SIGTERM once it has stopped,
+        # which ends the process before a `finally` here could run.
         config = uvicorn.Config(
-            asgi(services.deps()),
+            asgi(services.deps(), on_shutdown=[services.close]),
             host=host,
             port=port,
             log_level=settings.log_level,
@@ -82,6 +104,32 @@ def _serve(settings: Settings, host: str, port: int) -> int:
             server_header=False,
         )
         uvicorn.Server(config).run()
+    finally:
+        services.close()
+    return 0
+
+
+def _run_workers(
+    settings: Settings, *, relay: bool, projectors: bool, group: str | None = None
+) -> int:
+    import signal
+    import threading
+
+    from infra.bootstrap import Services
+
+    if relay and not settings.uses_kafka:
+        print("gbserver: relay needs GB_KAFKA_BOOTSTRAP (host:port)", file=sys.stderr)
+        return 2
+    services = Services.open(settings)
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    try:
+        services.start_workers(relay=relay, projectors=projectors, group=group)
+        logging.getLogger("gbserver").info(
+            "running %s", ", ".join(w.name for w in services.workers)
+        )
+        stopping.wait()
     finally:
         services.close()
     return 0

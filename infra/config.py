@@ -22,6 +22,14 @@ class Settings:
     consistency_timeout: float = 5.0
     auth_cache_ttl: float = 60.0
     log_level: str = "info"
+    kafka_bootstrap: str = ""
+    kafka_topic: str = "gbserver.events"
+    kafka_partitions: int = 6
+    kafka_group: str = "gbserver.events.projectors"
+
+    @property
+    def uses_kafka(self) -> bool:
+        return bool(self.kafka_bootstrap)
 
     @property
     def uses_postgres(self) -> bool:
@@ -31,6 +39,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         url = env.get("GB_DATABASE_URL", "").strip()
+        topic = env.get("GB_KAFKA_TOPIC", "").strip() or "gbserver.events"
         if url and not url.startswith(("postgresql://", "postgres://", "sqlite://")):
             raise ConfigError(
                 f"GB_DATABASE_URL must be a postgresql:// URL (or empty for SQLite), got {url!r}"
@@ -43,6 +52,10 @@ class Settings:
             consistency_timeout=_float(env, "GB_CONSISTENCY_TIMEOUT", 5.0),
             auth_cache_ttl=_float(env, "GB_AUTH_CACHE_TTL", 60.0),
             log_level=env.get("GB_LOG_LEVEL", "info").lower(),
+            kafka_bootstrap=env.get("GB_KAFKA_BOOTSTRAP", "").strip(),
+            kafka_topic=topic,
+            kafka_partitions=_int(env, "GB_KAFKA_PARTITIONS", 6, minimum=1),
+            kafka_group=env.get("GB_KAFKA_GROUP", "").strip() or f"{topic}.projectors",
         )
         if settings.uses_postgres:
             settings.postgres_env()  # a malformed URL is a config error, not a crash later
@@ -78,7 +91,11 @@ class Settings:
             "POSTGRES_PORT": str(port),
             "POSTGRES_USER": unquote(url.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(url.password or ""),
-            "POSTGRES_CONNECT_TIMEOUT": "5",
+            # The library's pools wait this long for a free connection (our own connections,
+            # infra.eventstore.connect, take it as their connect timeout): it bounds how long
+            # an operation waits while PostgreSQL is unreachable before answering 503
+            # (see infra.eventstore.Breaker).
+            "POSTGRES_CONNECT_TIMEOUT": "2",
             "POSTGRES_POOL_SIZE": "2",
             "POSTGRES_MAX_OVERFLOW": "8",
             "POSTGRES_PRE_PING": "y",

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
+import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
+import psycopg
+import psycopg_pool
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import (
     IntegrityError,
@@ -16,23 +21,44 @@ from eventsourcing.persistence import (
     OperationalError,
     Recording,
 )
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.utils import get_topic
 
 from commands.ports import ConcurrencyConflict, NotFound, Saved, StoreUnavailable
 from infra.config import Settings
 
 APP_NAME = "gbserver"
 
+log = logging.getLogger("gbserver")
+
 
 def persistence_env(settings: Settings, *, purpose: str = "events") -> dict[str, str]:
     """The library's settings for one of our stores ('events' or 'read')."""
     if settings.uses_postgres:
-        return {"PERSISTENCE_MODULE": "eventsourcing.postgres", **settings.postgres_env()}
+        env = {"PERSISTENCE_MODULE": "eventsourcing.postgres", **settings.postgres_env()}
+        if purpose == "events":
+            env["APPLICATION_RECORDER_TOPIC"] = get_topic(PostgresEventRecorder)
+        return env
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return {
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": str(settings.data_dir / f"{purpose}.sqlite"),
         "SQLITE_LOCK_TIMEOUT": "30",
     }
+
+
+def connect(settings: Settings) -> psycopg.Connection[Any]:
+    """A connection of our own, outside the library's pools (raises psycopg.Error)."""
+    env = settings.postgres_env()
+    return psycopg.connect(
+        dbname=env["POSTGRES_DBNAME"],
+        host=env["POSTGRES_HOST"],
+        port=env["POSTGRES_PORT"],
+        user=env["POSTGRES_USER"],
+        password=env["POSTGRES_PASSWORD"],
+        connect_timeout=int(env["POSTGRES_CONNECT_TIMEOUT"]),
+        autocommit=True,
+    )
 
 
 # pg_advisory_lock key ("gbserver" in ASCII) held while tables are created: PostgreSQL's
@@ -45,29 +71,19 @@ SCHEMA_LOCK = 0x6762736572766572
 def schema_lock(settings: Settings) -> Iterator[None]:
     """Serialises schema creation across processes (PostgreSQL only; SQLite locks itself).
 
-    Connecting first also turns the pool's opaque "couldn't get a connection after 5.00 sec"
+    Connecting first also turns the pool's opaque "couldn't get a connection after N sec"
     into the server's own reason (wrong password, no such database, refused...).
     """
     if not settings.uses_postgres:
         yield
         return
-    import psycopg
-
     env = settings.postgres_env()
     where = (
         f"{env['POSTGRES_USER']}@{env['POSTGRES_HOST']}:{env['POSTGRES_PORT']}"
         f"/{env['POSTGRES_DBNAME']}"
     )
     try:
-        conn = psycopg.connect(
-            dbname=env["POSTGRES_DBNAME"],
-            host=env["POSTGRES_HOST"],
-            port=env["POSTGRES_PORT"],
-            user=env["POSTGRES_USER"],
-            password=env["POSTGRES_PASSWORD"],
-            connect_timeout=int(env["POSTGRES_CONNECT_TIMEOUT"]),
-            autocommit=True,
-        )
+        conn = connect(settings)
     except psycopg.Error as e:
         raise StoreUnavailable(f"cannot connect to PostgreSQL {where}: {e}") from e
     try:
@@ -77,14 +93,182 @@ def schema_lock(settings: Settings) -> Iterator[None]:
         conn.close()  # ends the session, which releases the lock
 
 
+# --- PostgreSQL outages -----------------------------------------------------------------
+#
+# Left to the library, an operation during an outage takes about a minute to fail: its
+# recorders retry it up to 10 times, and each try waits the pool's whole timeout for a
+# connection that never comes. Afterwards the pool reconnects on an exponential backoff
+# (1, 2, 4... s), so recovery took as long again. Instead:
+#
+# - each library operation is tried once (`single_attempt`); the pool's wait for a
+#   connection (POSTGRES_CONNECT_TIMEOUT, see Settings.postgres_env) bounds it;
+# - the first connection failure opens a `Breaker` shared by both stores: operations then
+#   fail at once with StoreUnavailable (503 + Retry-After) without touching the pools, while
+#   one background thread tries a fresh connection every PROBE_INTERVAL;
+# - when the probe connects, the pools' connections (dead if PostgreSQL restarted) are
+#   replaced and the breaker closes; the pools give up a failed reconnection after
+#   RECONNECT_TIMEOUT rather than backing off for minutes, so the next request reconnects
+#   at once.
+#
+# A write that failed this way was not recorded, or was committed just before the
+# connection died (the reply was lost): it is then in the log whole, like any other
+# (one transaction), and projected as usual. A client that must not create twice retries
+# with an Idempotency-Key (commands.idempotency).
+
+PROBE_INTERVAL = 0.5  # seconds between probes while PostgreSQL is unreachable
+RECONNECT_TIMEOUT = 1.0  # seconds a pool keeps retrying one reconnection before giving up
+LIBPQ_CONNECT_TIMEOUT = 2  # seconds for one connection attempt (libpq's minimum is 2)
+
+# SQLSTATEs that say the server went away rather than that a statement failed: connection
+# exceptions (class 08) and the server shutting down or starting up (57P01-57P03). Errors
+# raised by the client itself (no SQLSTATE: connection lost, pool timeout) count too.
+_SERVER_GONE = ("08", "57P01", "57P02", "57P03")
+
+
+def is_connection_failure(error: BaseException) -> bool:
+    """True when a library persistence error means PostgreSQL is unreachable."""
+    cause = error.__cause__
+    if isinstance(cause, psycopg_pool.PoolTimeout):
+        return True
+    if not isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError):
+        return False  # SQLite's errors, or a statement's own failure
+    return cause.sqlstate is None or cause.sqlstate.startswith(_SERVER_GONE)
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def single_attempt(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A library recorder method without its @retry (10 attempts, 0.2 s apart).
+
+    Besides the minute it adds during an outage, retrying an insert whose COMMIT reached
+    the server but whose reply was lost would fail on the unique (originator_id, version)
+    and answer 409 for a write that happened. Once, then 503, is simpler to reason about.
+    """
+    unwrapped: Callable[..., Any] = inspect.unwrap(method)
+    return unwrapped
+
+
+class PostgresEventRecorder(PostgresApplicationRecorder):
+    """The library's recorder, each operation tried once (APPLICATION_RECORDER_TOPIC)."""
+
+    insert_events = single_attempt(PostgresApplicationRecorder.insert_events)
+    select_events = single_attempt(PostgresApplicationRecorder.select_events)
+    select_notifications = single_attempt(PostgresApplicationRecorder.select_notifications)
+    max_notification_id = single_attempt(PostgresApplicationRecorder.max_notification_id)
+
+
+class Breaker:
+    """Fails fast while PostgreSQL is unreachable; notices by itself when it is back."""
+
+    def __init__(self, probe: Callable[[], None]) -> None:
+        self._probe = probe
+        self._lock = threading.Lock()
+        self._down_since: float | None = None  # None: closed, operations go through
+        self._reason = ""
+        self._pools: list[psycopg_pool.ConnectionPool[Any]] = []
+
+    def guard(self, pool: psycopg_pool.ConnectionPool[Any]) -> None:
+        """Tunes a store's pool for outages and renews it when PostgreSQL comes back."""
+        # psycopg_pool's own settings, which the library does not expose: give up a failed
+        # reconnection soon (the next request that needs a connection starts a new one),
+        # and bound each attempt (a host that drops packets would otherwise hold one of the
+        # pool's three workers for libpq's default of 130 s).
+        pool.reconnect_timeout = RECONNECT_TIMEOUT
+        if isinstance(pool.kwargs, dict):
+            pool.kwargs.setdefault("connect_timeout", LIBPQ_CONNECT_TIMEOUT)
+        with self._lock:
+            self._pools = [p for p in self._pools if p is pool or not p.closed]
+            if pool not in self._pools:
+                self._pools.append(pool)
+
+    def check(self) -> None:
+        """Raises StoreUnavailable at once while open (a plain read: no lock to wait for)."""
+        since = self._down_since
+        if since is not None:
+            raise StoreUnavailable(
+                f"PostgreSQL unreachable for {time.monotonic() - since:.1f} s ({self._reason})"
+            )
+
+    def trip(self, reason: str) -> None:
+        """Opens the breaker, unless open already, and starts probing."""
+        with self._lock:
+            if self._down_since is not None:
+                return
+            self._down_since = time.monotonic()
+            self._reason = reason
+        log.warning("PostgreSQL unreachable (%s); failing fast until it answers", reason)
+        threading.Thread(target=self._probe_until_back, name="pg-probe", daemon=True).start()
+
+    def _probe_until_back(self) -> None:
+        failed = 0
+        while True:
+            try:
+                self._probe()
+                break
+            except Exception as e:  # noqa: BLE001 - any failure means "not yet"
+                failed += 1
+                self._reason = first_line(e)
+            with self._lock:
+                if self._pools and all(p.closed for p in self._pools):
+                    return  # the stores were closed: nobody is waiting for PostgreSQL
+            time.sleep(PROBE_INTERVAL)
+        with self._lock:
+            pools = list(self._pools) if failed else []
+        for pool in pools:
+            # PostgreSQL was down: the connections made before are dead. Replace them now
+            # rather than let requests find out one by one (each costs a pre-ping and a
+            # pause). psycopg_pool >= 3.3 drains; older ones check the idle connections.
+            # (When the first probe connects, the trip was a pool timeout under load or a
+            # single lost connection: the pool is left alone.)
+            try:
+                drain = getattr(pool, "drain", None)
+                (drain or pool.check)()
+            except Exception:  # noqa: BLE001 - a pool that cannot renew now will later
+                log.warning("renewing a connection pool failed", exc_info=True)
+        with self._lock:
+            since, self._down_since = self._down_since, None
+        down_for = time.monotonic() - since if since is not None else 0.0
+        log.warning("PostgreSQL reachable again after %.1f s", down_for)
+
+
+_breakers: dict[tuple[str, ...], Breaker] = {}
+_breakers_lock = threading.Lock()
+
+
+def breaker_for(settings: Settings) -> Breaker | None:
+    """The breaker of settings' PostgreSQL database, shared by its stores; None for SQLite."""
+    if not settings.uses_postgres:
+        return None
+    env = settings.postgres_env()
+    key = tuple(env[k] for k in ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DBNAME"))
+    key += (env["POSTGRES_USER"],)
+
+    def probe() -> None:
+        with connect(settings) as conn:
+            conn.execute("SELECT 1")
+
+    with _breakers_lock:
+        return _breakers.setdefault(key, Breaker(probe))
+
+
 @contextmanager
-def store_errors() -> Iterator[None]:
-    """Turns the library's persistence errors into the ports' errors."""
+def store_errors(breaker: Breaker | None = None) -> Iterator[None]:
+    """Turns the library's persistence errors into the ports' errors.
+
+    With a breaker: fails at once while it is open, and opens it on a connection failure.
+    """
+    if breaker is not None:
+        breaker.check()
     try:
         yield
     except IntegrityError as e:
         raise ConcurrencyConflict(str(e)) from e
     except (OperationalError, InterfaceError) as e:
+        if breaker is not None and is_connection_failure(e):
+            breaker.trip(first_line(e))
         raise StoreUnavailable(str(e)) from e
 
 
@@ -94,6 +278,10 @@ class GBApplication(Application[UUID]):
     def __init__(self, settings: Settings) -> None:
         with schema_lock(settings):  # the library creates its tables here
             super().__init__(env=persistence_env(settings))
+        self.breaker = breaker_for(settings)
+        if self.breaker is not None:
+            assert isinstance(self.recorder, PostgresEventRecorder)
+            self.breaker.guard(self.recorder.datastore.pool)
         self._saved_listeners: list[Callable[[int, set[str]], None]] = []
         self._lock = threading.Lock()
 
@@ -115,31 +303,37 @@ class EventStoreAdapter:
 
     def __init__(self, app: GBApplication) -> None:
         self.app = app
+        self.breaker = app.breaker
 
     def save(self, *aggregates: Any) -> Saved:
-        with store_errors():
+        with store_errors(self.breaker):
             recordings = self.app.save(*aggregates)
-        return Saved(tuple((r.notification.id, r.notification.topic) for r in recordings))
+        return Saved(
+            tuple(
+                (r.notification.id, r.notification.topic, str(r.notification.originator_id))
+                for r in recordings
+            )
+        )
 
     def get(self, aggregate_id: UUID, version: int | None = None) -> Any:
         try:
-            with store_errors():
+            with store_errors(self.breaker):
                 return self.app.repository.get(aggregate_id, version=version)
         except AggregateNotFoundError:
             raise NotFound(str(aggregate_id)) from None
 
     def history(self, aggregate_id: UUID) -> Sequence[Any]:
-        with store_errors():
+        with store_errors(self.breaker):
             return list(self.app.events.get(aggregate_id))
 
     def max_notification_id(self) -> int:
-        with store_errors():
+        with store_errors(self.breaker):
             return self.app.recorder.max_notification_id() or 0
 
     def notifications(
         self, after: int, limit: int, topics: Sequence[str] = ()
     ) -> Sequence[Notification]:
-        with store_errors():
+        with store_errors(self.breaker):
             return self.app.recorder.select_notifications(
                 start=after, limit=limit, topics=topics, inclusive_of_start=False
             )

@@ -27,7 +27,15 @@ from eventsourcing.sqlite import SQLiteTrackingRecorder
 from eventsourcing.utils import Environment
 
 from infra.config import Settings
-from infra.eventstore import SCHEMA_LOCK, persistence_env, schema_lock, store_errors
+from infra.eventstore import (
+    SCHEMA_LOCK,
+    Breaker,
+    breaker_for,
+    persistence_env,
+    schema_lock,
+    single_attempt,
+    store_errors,
+)
 
 _SAFE_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -65,6 +73,7 @@ class SqlCursor:
 class _SqlReadStore:
     dialect = "sqlite"
     datastore: Any
+    breaker: Breaker | None = None  # PostgreSQL's: see infra.eventstore.Breaker
 
     def _tracking_table(self) -> str:
         return "tracking"
@@ -74,24 +83,24 @@ class _SqlReadStore:
 
     @contextmanager
     def write(self, tracking: Tracking) -> Iterator[SqlCursor]:
-        with store_errors(), self.datastore.transaction(commit=True) as c:
+        with store_errors(self.breaker), self.datastore.transaction(commit=True) as c:
             yield SqlCursor(c, self.dialect)
             # The library's own statement: refuses a position that does not advance.
             self._insert_tracking(c, tracking)  # type: ignore[attr-defined]
 
     @contextmanager
     def read(self) -> Iterator[SqlCursor]:
-        with store_errors(), self.datastore.transaction(commit=False) as c:
+        with store_errors(self.breaker), self.datastore.transaction(commit=False) as c:
             yield SqlCursor(c, self.dialect)
 
     def migrate(self, statements: Sequence[str]) -> None:
-        with store_errors(), self.datastore.transaction(commit=True) as c:
+        with store_errors(self.breaker), self.datastore.transaction(commit=True) as c:
             self._lock_schema(c)
             for statement in statements:
                 c.execute(statement)
 
     def reset(self, application_name: str, tables: Sequence[str]) -> None:
-        with store_errors(), self.datastore.transaction(commit=True) as c:
+        with store_errors(self.breaker), self.datastore.transaction(commit=True) as c:
             self._lock_schema(c)
             for table in tables:
                 if not _SAFE_NAME.match(table):
@@ -99,8 +108,9 @@ class _SqlReadStore:
                 c.execute(f"DROP TABLE IF EXISTS {table}")
             cursor = SqlCursor(c, self.dialect)
             cursor.execute(
-                f"DELETE FROM {self._tracking_table()} WHERE application_name = ?",
-                (application_name,),
+                f"DELETE FROM {self._tracking_table()}"
+                " WHERE application_name = ? OR application_name LIKE ?",
+                (application_name, f"{application_name}:%"),
             )
 
 
@@ -119,6 +129,16 @@ class PostgresReadStore(_SqlReadStore, PostgresTrackingRecorder):
 
     dialect = "postgresql"
 
+    # Each operation tried once and behind the breaker, as the event store's are.
+    insert_tracking = single_attempt(PostgresTrackingRecorder.insert_tracking)
+    has_tracking_id = single_attempt(PostgresTrackingRecorder.has_tracking_id)
+    _max_tracking_id_once = single_attempt(PostgresTrackingRecorder.max_tracking_id)
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        with store_errors(self.breaker):
+            position: int | None = self._max_tracking_id_once(application_name)
+            return position
+
     def _tracking_table(self) -> str:
         return f'"{self.datastore.schema}"."{self.tracking_table_name}"'
 
@@ -131,7 +151,7 @@ class PostgresReadStore(_SqlReadStore, PostgresTrackingRecorder):
     def read(self) -> Iterator[SqlCursor]:
         # One snapshot for the whole read, as in SQLite: under PostgreSQL's default READ
         # COMMITTED a page's COUNT(*) and its rows could see different commits.
-        with store_errors(), self.datastore.transaction(commit=False) as c:
+        with store_errors(self.breaker), self.datastore.transaction(commit=False) as c:
             c.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield SqlCursor(c, self.dialect)
 
@@ -163,5 +183,8 @@ def open_read_store(settings: Settings) -> SQLiteReadStore | PostgresReadStore:
         factory = InfrastructureFactory.construct(env)
         store = cast(SQLiteReadStore | PostgresReadStore, factory.tracking_recorder(cls))
     if isinstance(store, PostgresReadStore):
+        store.breaker = breaker_for(settings)  # the event store's: one database
+        if store.breaker is not None:
+            store.breaker.guard(store.datastore.pool)
         store.check_collation()
     return store

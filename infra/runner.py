@@ -12,11 +12,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from eventsourcing.persistence import Tracking
 
-from commands.ports import Saved
+from commands.ports import Saved, StoreUnavailable
 from infra.eventstore import APP_NAME, EventStoreAdapter
 from projections.core import Projection
 
@@ -24,6 +24,8 @@ log = logging.getLogger("gbserver.projections")
 
 BATCH = 500
 POLL_SECONDS = 1.0
+ANY_TOPIC = ""
+T = TypeVar("T")
 
 
 class LogSignal:
@@ -37,7 +39,7 @@ class LogSignal:
 
     def saved(self, notification_id: int, topics: Iterable[str]) -> None:
         with self._cond:
-            for topic in topics:
+            for topic in (*topics, ANY_TOPIC):
                 self._latest[topic] = max(self._latest.get(topic, 0), notification_id)
             self._cond.notify_all()
 
@@ -48,6 +50,8 @@ class LogSignal:
             self._cond.notify_all()
 
     def wait_beyond(self, seen: int, topics: Sequence[str], timeout: float) -> None:
+        """Waits for a save of one of these topics (any topic when empty) past `seen`."""
+        topics = topics or (ANY_TOPIC,)
         with self._cond:
             wakes = self._wakes
             self._cond.wait_for(
@@ -75,6 +79,21 @@ class Positions:
                 timeout=max(0.0, deadline - time.monotonic()),
             )
 
+    def at(self, name: str) -> int:
+        with self._cond:
+            return self._at.get(name, 0)
+
+    def wait_for_change(self, prefixes: tuple[str, ...], deadline: float) -> bool:
+        """Waits until a position whose key starts with one of the prefixes advances."""
+        with self._cond:
+            before = {k: v for k, v in self._at.items() if k.startswith(prefixes)}
+            return self._cond.wait_for(
+                lambda: any(
+                    v > before.get(k, -1) for k, v in self._at.items() if k.startswith(prefixes)
+                ),
+                timeout=max(0.0, deadline - time.monotonic()),
+            )
+
 
 def read_batch(
     events: EventStoreAdapter, after: int, limit: int, topics: Sequence[str]
@@ -98,9 +117,10 @@ class ProjectionWorker:
         self.signal = signal
         self.positions = positions
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"projection-{projection.name}", daemon=True
-        )
+        self.name = f"projection-{projection.name}"
+        self.ready = threading.Event()
+        self.ready.set()  # reads the log directly: nothing to join
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self.error: str | None = None
 
     def start(self) -> None:
@@ -119,13 +139,19 @@ class ProjectionWorker:
                 position = self.projection.view.max_tracking_id(self.projection.name) or 0
                 self.positions.advanced(self.projection.name, position)
                 self._follow(position)
-                backoff = 0.1
-                self.error = None
-            except Exception as e:  # noqa: BLE001 - a worker must outlive any one failure
+            except StoreUnavailable as e:
+                # An outage: report it once, and look again soon, so that writes waiting for
+                # this projection are answered as soon as the database is back.
+                if self.error is None:
+                    log.warning("projection %s waits for storage: %s", self.projection.name, e)
                 self.error = f"{type(e).__name__}: {e}"
-                log.exception(
-                    "projection %s failed after %s; retrying", self.projection.name, position
-                )
+                self._stop.wait(0.2)
+            except Exception as e:  # noqa: BLE001 - a worker must outlive any one failure
+                if self.error is None:
+                    log.exception(
+                        "projection %s failed after %s; retrying", self.projection.name, position
+                    )
+                self.error = f"{type(e).__name__}: {e}"
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -134,6 +160,7 @@ class ProjectionWorker:
         while not self._stop.is_set():
             scanned_to = self.events.max_notification_id()
             batch = read_batch(self.events, position, BATCH, topics)
+            self.error = None  # the store answers again
             if batch:
                 self.projection.process_batch(batch)
                 position = batch[-1][1].notification_id
@@ -144,8 +171,26 @@ class ProjectionWorker:
             self.signal.wait_beyond(scanned_to, topics, POLL_SECONDS)
 
 
+class Layout(Protocol):
+    """How a feed keys projection positions: one per projection, or one per log partition."""
+
+    def key(self, projection: str, aggregate_id: str) -> str: ...
+
+
+class SingleLog:
+    """The embedded feed delivers the log in one order: one position per projection."""
+
+    def key(self, projection: str, aggregate_id: str) -> str:
+        return projection
+
+
 class Consistency:
-    """Read-your-writes: wait until the projections that read a save's topics have it."""
+    """Read-your-writes: wait until the projections that read a save's topics have it.
+
+    Workers in this process wake the waiter as they advance; progress made by workers in
+    other processes (`serve --no-workers`, or a consumer group's other members) is seen by
+    reading the tracking table between ever longer waits.
+    """
 
     def __init__(
         self,
@@ -153,30 +198,73 @@ class Consistency:
         positions: Positions,
         signal: LogSignal,
         log_end: Callable[[], int],
+        *,
+        layout: Layout,
+        stored_position: Callable[[str], int],
+        feed_ok: Callable[[], bool] = lambda: True,
     ) -> None:
         self._projections = list(projections)
         self._positions = positions
         self._signal = signal
         self._log_end = log_end
+        self._layout = layout
+        self._stored_position = stored_position
+        self._feed_ok = feed_ok
 
     def targets(self, saved: Saved) -> dict[str, int]:
         targets: dict[str, int] = {}
         for projection in self._projections:
-            ids = [nid for nid, topic in saved.notifications if topic in projection.topics]
-            if ids:
-                targets[projection.name] = max(ids)
+            for nid, topic, aggregate_id in saved.notifications:
+                if topic in projection.topics:
+                    key = self._layout.key(projection.name, aggregate_id)
+                    targets[key] = max(targets.get(key, 0), nid)
         return targets
 
     def wait(self, saved: Saved, timeout: float) -> bool:
-        """True when every projection concerned has the save; False on timeout."""
+        """True when every projection concerned has the save; False on timeout, or at once
+        when the feed is known to be down (the write is safe in the log; reads lag)."""
         targets = self.targets(saved)
-        return not targets or self._positions.wait_for(targets, time.monotonic() + timeout)
+        if not targets:
+            return True
+        if not self._feed_ok():
+            return False
+        return self._reach(targets, time.monotonic() + timeout)
 
-    def catch_up(self, names: Iterable[str], timeout: float) -> bool:
-        """Waits until these projections have everything in the log now, whoever wrote it."""
-        end = self._log_end()
+    def _reach(self, targets: dict[str, int], deadline: float) -> bool:
+        pause = 0.005
+        while True:
+            if self._positions.wait_for(targets, min(deadline, time.monotonic() + pause)):
+                return True
+            if all(self._stored_position(k) >= nid for k, nid in targets.items()):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            pause = min(pause * 2, 0.1)
+
+    def find(self, names: Iterable[str], probe: Callable[[], T | None], timeout: float) -> T | None:
+        """Probes the read model; while the probe finds nothing and these projections are
+        still taking in newer events (written by anyone, anywhere), probes again.
+
+        For what other processes wrote: a token issued by `gbserver token create`, the
+        resource of an Idempotency-Key whose first request is still on its way.
+        """
+        found = probe()
+        deadline = time.monotonic() + timeout
+        wanted = tuple(names)
+        while found is None and self._advanced(wanted, deadline):
+            found = probe()
+        return found
+
+    def _advanced(self, names: tuple[str, ...], deadline: float) -> bool:
+        """Waits for these projections to take in newer events; False if there are none."""
         self._signal.wake_all()  # the writer may be another process: look now
-        return self._positions.wait_for(dict.fromkeys(names, end), time.monotonic() + timeout)
+        if isinstance(self._layout, SingleLog):
+            end = self._log_end()
+            if all(max(self._positions.at(n), self._stored_position(n)) >= end for n in names):
+                return False
+            return self._reach(dict.fromkeys(names, end), deadline)
+        # A partitioned feed cannot tell where the newest events went: wait for any advance.
+        return self._positions.wait_for_change(names, deadline)
 
 
 def rebuild(

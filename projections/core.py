@@ -42,6 +42,8 @@ class ReadStore(Protocol):
 
     def max_tracking_id(self, application_name: str) -> int | None: ...
 
+    def insert_tracking(self, tracking: Tracking) -> None: ...
+
     def reset(self, application_name: str, tables: Sequence[str]) -> None: ...
 
     def size_bytes(self) -> int: ...
@@ -87,16 +89,23 @@ class Projection(LibraryProjection[Any]):
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         self.process_batch([(domain_event, tracking)])
 
-    def process_batch(self, batch: Sequence[tuple[Any, Tracking]]) -> None:
-        """Applies events in order and records the last position, in one transaction."""
+    def process_batch(
+        self, batch: Sequence[tuple[Any, Tracking]], tracking_name: str | None = None
+    ) -> None:
+        """Applies events in order and records the last position, in one transaction.
+
+        The position is kept under the projection's name, or under `tracking_name` for a
+        feed that delivers the log in several ordered parts (one per Kafka partition).
+        """
         if not batch:
             return
-        with self.view.write(Tracking(self.name, batch[-1][1].notification_id)) as sql:
+        last = batch[-1][1].notification_id
+        with self.view.write(Tracking(tracking_name or self.name, last)) as sql:
             for domain_event, _ in batch:
                 self._handlers[type(domain_event).TOPIC](self, sql, domain_event)
 
     def reset(self) -> None:
-        """Drops this projection's tables and position, then creates them empty."""
+        """Drops this projection's tables and positions, then creates them empty."""
         self.view.reset(self.name, self.tables)
         self.create_schema()
 

@@ -7,13 +7,23 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import profiles
+from tests.profiles import Profile
 from tests.server import ServerProcess
 
 
+@pytest.fixture(scope="session", params=profiles.selected())
+def profile(request: pytest.FixtureRequest) -> Iterator[Profile]:
+    """Every test that runs a server runs once per selected profile."""
+    chosen = Profile(request.param)
+    yield chosen
+    chosen.cleanup()
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One server for the API tests; each test works as users of its own."""
-    proc = ServerProcess(tmp_path_factory.mktemp("gb") / "data").start()
+def server(profile: Profile, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server per profile for the API tests; each test works as users of its own."""
+    proc = ServerProcess(tmp_path_factory.mktemp("gb") / "data", profile.env()).start()
     yield proc
     proc.stop()
 
@@ -44,12 +54,13 @@ def make_user(server: ServerProcess, admin: httpx.Client) -> Iterator[Callable[.
 
 
 @pytest.fixture
-def fresh_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
-    """Servers of a test's own, on their own data dirs, stopped at the end."""
+def fresh_server(profile: Profile, tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Servers of a test's own (own data dir, database, topic), stopped at the end."""
     started: list[ServerProcess] = []
 
     def start(data_dir: Path | None = None, **env: str) -> ServerProcess:
-        proc = ServerProcess(data_dir or tmp_path / f"data{len(started)}", env).start()
+        settings = {**profile.env(), **env}
+        proc = ServerProcess(data_dir or tmp_path / f"data{len(started)}", settings).start()
         started.append(proc)
         return proc
 

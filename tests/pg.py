@@ -8,7 +8,9 @@ and callers fall back to (or skip in favour of) the embedded SQLite profile.
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -17,6 +19,7 @@ from psycopg import sql
 
 ENV = "GB_TEST_DATABASE_URL"
 PREFIX = "gbtest_"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _with_database(url: str, dbname: str) -> str:
@@ -67,3 +70,20 @@ def drop_database(url: str) -> None:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+
+
+def service(action: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """Runs `scripts/services ACTION postgres` (up, down, status) on GB_TEST_DATABASE_URL's
+    local cluster: the port comes from the URL, the cluster name from GB_PG_CLUSTER (main)."""
+    admin = os.environ.get(ENV, "").strip()
+    env = dict(os.environ)
+    if admin:
+        env["GB_PG_PORT"] = str(urlsplit(admin).port or 5432)
+    return subprocess.run(
+        [str(ROOT / "scripts" / "services"), action, "postgres"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -38,8 +38,11 @@ def gbserver(
 
 
 class ServerProcess:
-    def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         self.data_dir = data_dir
+        self.args = args
         self.env = {
             "GB_DATA_DIR": str(data_dir),
             "GB_ADMIN_TOKEN": ADMIN_TOKEN,
@@ -58,7 +61,7 @@ class ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "infra.cli", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "infra.cli", "serve", "--port", str(self.port), *self.args],
                 env={**os.environ, **self.env},
                 cwd=ROOT,
                 stdout=log,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.profiles import Profile, drop_read_models
 from tests.server import ADMIN_TOKEN, ServerProcess, gbserver
 
 
@@ -74,8 +75,7 @@ def test_rebuild_after_deleting_read_models_is_byte_identical(
         ids = populate(c)
         before = observe(c, ids)
     srv.stop()
-    for f in srv.data_dir.glob("read.sqlite*"):
-        f.unlink()
+    drop_read_models(srv.env, srv.data_dir)
     result = gbserver("rebuild", env=srv.env)
     assert "tasks:" in result.stdout and "paper:" in result.stdout and "tokens:" in result.stdout
     srv.start()
@@ -141,8 +141,8 @@ def test_token_created_by_cli_works_on_a_running_server(
     assert bad.returncode == 2
 
 
-def test_first_start_prints_an_admin_token_once(tmp_path: Path) -> None:
-    srv = ServerProcess(tmp_path / "data")
+def test_first_start_prints_an_admin_token_once(profile: Profile, tmp_path: Path) -> None:
+    srv = ServerProcess(tmp_path / "data", profile.env())
     srv.env.pop("GB_ADMIN_TOKEN")
     srv.start()
     try:

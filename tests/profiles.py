@@ -1,0 +1,76 @@
+"""The deployment profiles the suite runs against, chosen by GB_TEST_PROFILES.
+
+- embedded: SQLite event and read stores under a temp data dir, in-process projections.
+- scaled: PostgreSQL (a fresh database per server, on GB_TEST_DATABASE_URL's server) and
+  Kafka (GB_TEST_KAFKA_BOOTSTRAP; a topic of its own per server), relay and projectors in
+  the server process unless a test runs them apart.
+
+GB_TEST_PROFILES defaults to "embedded" so that a fresh clone passes without services;
+`.ci/run` starts PostgreSQL and Kafka and sets "embedded,scaled".
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+
+import psycopg
+
+from tests import pg
+
+READ_MODEL_TABLES = ("tasks", "paper_documents", "api_tokens", "gbserver_read_tracking")
+
+
+@dataclass
+class Profile:
+    name: str
+    databases: list[str] = field(default_factory=list)
+
+    @property
+    def scaled(self) -> bool:
+        return self.name == "scaled"
+
+    def env(self) -> dict[str, str]:
+        """Settings for one new server of this profile (its own database and topic)."""
+        if not self.scaled:
+            return {}
+        url = pg.fresh_database_url()
+        if url is None:
+            raise RuntimeError("the scaled profile needs GB_TEST_DATABASE_URL")
+        bootstrap = os.environ.get("GB_TEST_KAFKA_BOOTSTRAP", "").strip()
+        if not bootstrap:
+            raise RuntimeError("the scaled profile needs GB_TEST_KAFKA_BOOTSTRAP")
+        self.databases.append(url)
+        return {
+            "GB_DATABASE_URL": url,
+            "GB_KAFKA_BOOTSTRAP": bootstrap,
+            "GB_KAFKA_TOPIC": f"gbtest.{uuid.uuid4().hex[:12]}",
+        }
+
+    def cleanup(self) -> None:
+        for url in self.databases:
+            pg.drop_database(url)
+        self.databases.clear()
+
+
+def selected() -> list[str]:
+    names = [p.strip() for p in os.environ.get("GB_TEST_PROFILES", "embedded").split(",")]
+    unknown = set(names) - {"embedded", "scaled"}
+    if unknown or not names:
+        raise RuntimeError(f"GB_TEST_PROFILES: unknown profile(s) {sorted(unknown)}")
+    return names
+
+
+def drop_read_models(env: dict[str, str], data_dir: os.PathLike[str] | str) -> None:
+    """Deletes the read-model database (SQLite) or its tables (PostgreSQL)."""
+    url = env.get("GB_DATABASE_URL")
+    if not url:
+        from pathlib import Path
+
+        for f in Path(data_dir).glob("read.sqlite*"):
+            f.unlink()
+        return
+    with psycopg.connect(url, autocommit=True) as conn:
+        for table in READ_MODEL_TABLES:
+            conn.execute(f'DROP TABLE IF EXISTS "{table}"')
