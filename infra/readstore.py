@@ -142,6 +142,18 @@ class PostgresReadStore(_SqlReadStore, PostgresTrackingRecorder):
     def _tracking_table(self) -> str:
         return f'"{self.datastore.schema}"."{self.tracking_table_name}"'
 
+    @contextmanager
+    def write(self, tracking: Tracking) -> Iterator[SqlCursor]:
+        # Pipeline mode sends a batch's statements without waiting for each reply: a
+        # projection's many small UPDATEs cost one round trip instead of one each.
+        with (
+            store_errors(self.breaker),
+            self.datastore.transaction(commit=True) as c,
+            c.connection.pipeline(),
+        ):
+            yield SqlCursor(c, self.dialect)
+            self._insert_tracking(c, tracking)
+
     def _lock_schema(self, cursor: Any) -> None:
         # Two processes creating the same table or index at once: one would fail (see
         # infra.eventstore.SCHEMA_LOCK). Released when the transaction ends.
