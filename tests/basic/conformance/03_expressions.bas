@@ -1,0 +1,25 @@
+TALK 2 + 3 * 4
+TALK (2 + 3) * 4
+TALK 2 ^ 3 ^ 2
+TALK -2 ^ 2
+TALK 17 MOD 5
+TALK 7 / 2
+TALK 8 / 2
+TALK "a" + 1 + 2
+TALK 1 + 2 + "a"
+TALK "x" & 5 & TRUE
+TALK "5" * 2
+TALK 3 = 3
+TALK 3 == 3
+TALK 3 <> 4
+TALK 3 != 3
+TALK "abc" < "abd"
+TALK 10 >= 10 AND 2 <= 1
+TALK NOT 1 = 2 OR FALSE
+TALK "10" = 10
+v = NULL
+TALK v IS NULL
+TALK v IS NOT NULL
+TALK 0.1 + 0.2
+TALK 1e3
+TALK -(3 - 5)

@@ -1,0 +1,4 @@
+DO
+  HEAR d AS DATE WITH "When?"
+  TALK "date " + d
+LOOP UNTIL d = ""

@@ -1,0 +1,2 @@
+HEAR who AS NAME WITH "Full name?"
+TALK "Hello, " + who + "!"

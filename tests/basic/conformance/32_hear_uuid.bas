@@ -1,0 +1,2 @@
+HEAR id AS UUID WITH "Order id?"
+TALK "order " + id

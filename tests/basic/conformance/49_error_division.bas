@@ -1,0 +1,3 @@
+TALK "about to divide"
+x = 10 / (5 - 5)
+TALK "never"

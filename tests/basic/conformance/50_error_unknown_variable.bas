@@ -1,0 +1,3 @@
+name = "Ana"
+TALK "Hello " + name
+TALK "Hello " + nmae

@@ -1,0 +1,3 @@
+TALK "looping forever"
+WHILE TRUE
+WEND

@@ -1,0 +1,5 @@
+FUNCTION ask()
+  HEAR v
+  RETURN v
+END FUNCTION
+TALK "value: " + ask()

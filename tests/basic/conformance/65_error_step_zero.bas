@@ -1,0 +1,4 @@
+step_size = 0
+FOR i = 1 TO 3 STEP step_size
+  TALK i
+NEXT

@@ -1,0 +1,4 @@
+TLAK "hi"
+TALK "fine"
+PRNT "log"
+FROBNICATE 3

@@ -1,0 +1,7 @@
+c = "a"
+SELECT CASE c
+  CASE "a"
+    TALK "a"
+SWITCH c
+  CASE "b"
+    TALK "b"

@@ -1,0 +1,6 @@
+SUB one
+  TALK "one"
+FUNCTION two()
+  RETURN 2
+WITH obj
+  x = 1

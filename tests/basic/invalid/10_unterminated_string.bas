@@ -1,0 +1,3 @@
+TALK "fine"
+TALK 'oops
+TALK "never closed

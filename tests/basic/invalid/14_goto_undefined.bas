@@ -1,0 +1,4 @@
+start:
+TALK "hi"
+GOTO nowhere
+GOTO start

@@ -1,0 +1,6 @@
+SUB greet(name)
+  TALK "hi " + name
+END SUB
+CALL greet("a")
+CALL gret("b")
+CALL missing

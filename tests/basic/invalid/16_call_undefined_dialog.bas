@@ -1,0 +1,3 @@
+CALL "known.bas"
+CALL "Known"
+CALL "other.bas"

@@ -1,0 +1,7 @@
+SUB s
+END SUB
+SUB S
+END SUB
+top:
+top:
+GOTO top

@@ -1,0 +1,4 @@
+TALK "empty ${}"
+TALK "bad ${1 +}"
+TALK "open ${x"
+x = 1

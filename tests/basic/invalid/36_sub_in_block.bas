@@ -1,0 +1,5 @@
+IF TRUE THEN
+  SUB inner
+    TALK "x"
+  END SUB
+END IF

@@ -1,0 +1,4 @@
+name = "a"
+TALK LENN(name)
+TALK Foo(1)
+name.trim()

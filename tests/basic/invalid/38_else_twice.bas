@@ -1,0 +1,8 @@
+x = 1
+IF x THEN
+  TALK "a"
+ELSE
+  TALK "b"
+ELSE
+  TALK "c"
+END IF
