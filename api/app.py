@@ -18,9 +18,11 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from api.admin import AdminController, health
 from api.auth import PUBLIC_PATHS, TokenAuthMiddleware
 from api.deps import Deps, InFlight
+from api.designer import DesignerController
 from api.errors import handle_exception
 from api.openapi import complete
 from api.paper import PaperController
+from api.sessions import SessionsController
 from api.tasks import TasksController
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -58,7 +60,14 @@ class RequestContext:
 def create_app(deps: Deps, on_shutdown: Sequence[Callable[[], None]] = ()) -> Litestar:
     app = Litestar(
         on_shutdown=list(on_shutdown),
-        route_handlers=[health, TasksController, PaperController, AdminController],
+        route_handlers=[
+            health,
+            TasksController,
+            PaperController,
+            DesignerController,
+            SessionsController,
+            AdminController,
+        ],
         dependencies={"deps": Provide(lambda: deps, use_cache=True, sync_to_thread=False)},
         middleware=[DefineMiddleware(TokenAuthMiddleware, authenticator=deps.authenticator)],
         exception_handlers={Exception: handle_exception},

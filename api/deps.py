@@ -8,8 +8,10 @@ from typing import Any, Protocol, TypeVar
 
 from api.auth import Authenticator
 from commands.admin import AdminCommands
+from commands.designer import DesignerCommands
 from commands.paper import PaperCommands
 from commands.ports import Saved
+from commands.sessions import SessionCommands
 from commands.tasks import TaskCommands
 from projections.core import ReadStore
 from projections.paper import EventHistory
@@ -38,6 +40,8 @@ class Deps:
     history: EventHistory
     tasks: TaskCommands
     paper: PaperCommands
+    designer: DesignerCommands
+    sessions: SessionCommands
     admin: AdminCommands
     consistency: WaitsForProjections
     consistency_timeout: float

@@ -13,6 +13,7 @@ from commands.fields import InvalidField
 from commands.idempotency import AlreadyClaimed
 from commands.ports import ConcurrencyConflict, NotFound, StoreUnavailable
 from domain.common import DomainError, Forbidden, Gone, VersionMismatch
+from domain.sessions import SessionClosed
 
 log = logging.getLogger("gbserver.api")
 
@@ -96,6 +97,8 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         return envelope(400, str(exc), [{"field": exc.field, "message": str(exc)}])
     if isinstance(exc, NotFound):
         return envelope(404, f"{exc} not found")
+    if isinstance(exc, SessionClosed):
+        return envelope(409, str(exc))
     if isinstance(exc, Gone):
         return envelope(404, str(exc))
     if isinstance(exc, Forbidden):

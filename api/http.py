@@ -100,6 +100,7 @@ def create(
     action: Callable[[], tuple[str, Saved]],
     location_of: Callable[[str], str],
     render: Callable[[str], T | None],
+    status: int = 201,
 ) -> Response[Any]:
     """Runs a create; a retried Idempotency-Key answers with the resource it first created."""
     try:
@@ -116,7 +117,7 @@ def create(
             ) from None
         return Response(
             body,
-            status_code=201,
+            status_code=status,
             headers={"Location": location_of(replay.resource_id), "Idempotent-Replayed": "true"},
         )
-    return written(deps, saved, location_of(resource_id), lambda: render(resource_id), 201)
+    return written(deps, saved, location_of(resource_id), lambda: render(resource_id), status)

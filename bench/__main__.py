@@ -1,6 +1,6 @@
 """Runs the benchmarks in sequence, each with its default parameters.
 
-    .venv/bin/python -m bench                      # run, lag, rebuild: about 2 minutes
+    .venv/bin/python -m bench                      # run, lag, rebuild, dialog: about 2.5 minutes
     .venv/bin/python -m bench lag rebuild          # only these, in this order
 
 With GB_TEST_DATABASE_URL and GB_TEST_KAFKA_BOOTSTRAP set (as for the test suite, e.g. from
@@ -8,8 +8,9 @@ With GB_TEST_DATABASE_URL and GB_TEST_KAFKA_BOOTSTRAP set (as for the test suite
 include their PostgreSQL / Kafka parts; otherwise they say that they skip them.
 
 For a benchmark's own options run it alone: `python -m bench.run --help`,
-`python -m bench.lag --help`, `python -m bench.rebuild --help`. The exit status is the first
-non-zero status of the benchmarks run (each runs even if an earlier one failed).
+`python -m bench.lag --help`, `python -m bench.rebuild --help`, `python -m bench.dialog --help`.
+The exit status is the first non-zero status of the benchmarks run (each runs even if an earlier
+one failed).
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from bench import lag, rebuild, run
+from bench import dialog, lag, rebuild, run
 
 BENCHMARKS: dict[str, Callable[[Sequence[str] | None], int]] = {
     "run": run.main,
     "lag": lag.main,
     "rebuild": rebuild.main,
+    "dialog": dialog.main,
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from commands.ports import ConcurrencyConflict, EventStore, Saved
+from commands.ports import ConcurrencyConflict, EventStore, NotFound, Saved
 from domain.idempotency import IdempotencyClaim, claim_id
 
 
@@ -26,17 +26,27 @@ class AlreadyClaimed(Exception):
 
 
 def save_new(store: EventStore, aggregate: Any, claim: Claim | None) -> Saved:
+    return save_claimed(store, claim, str(aggregate.id), aggregate)
+
+
+def save_claimed(
+    store: EventStore, claim: Claim | None, resource_id: str, *aggregates: Any
+) -> Saved:
+    """Saves the aggregates, and the claim naming `resource_id` with them when there is one."""
     if claim is None:
-        return store.save(aggregate)
+        return store.save(*aggregates)
     record = IdempotencyClaim(
         user=claim.user,
         key=claim.key,
         fingerprint=claim.fingerprint,
-        resource_id=str(aggregate.id),
+        resource_id=resource_id,
         id=claim_id(claim.user, claim.key),
     )
     try:
-        return store.save(aggregate, record)
-    except ConcurrencyConflict:
-        first = store.get(claim_id(claim.user, claim.key))
+        return store.save(*aggregates, record)
+    except ConcurrencyConflict as conflict:
+        try:
+            first = store.get(claim_id(claim.user, claim.key))
+        except NotFound:
+            raise conflict from None  # another aggregate's conflict, not the key's
         raise AlreadyClaimed(first.resource_id, first.fingerprint == claim.fingerprint) from None

@@ -16,24 +16,51 @@ from typing import Any, Protocol
 from api.auth import Authenticator
 from api.deps import Deps, InFlight
 from commands.admin import AdminCommands
+from commands.designer import DesignerCommands
 from commands.paper import PaperCommands
+from commands.sessions import SessionCommands
 from commands.tasks import TaskCommands
+from domain.basic import PlatformError
 from domain.common import rfc3339
 from infra.cache import TtlCache
 from infra.config import Settings
 from infra.eventstore import EventStoreAdapter, GBApplication
 from infra.kafka import KafkaProjector, Partitioned, Relay
+from infra.llm import ChatCompletions
 from infra.pgnotify import LogListener
 from infra.readstore import PostgresReadStore, SQLiteReadStore, open_read_store
 from infra.runner import Consistency, LogSignal, Positions, ProjectionWorker, SingleLog
 from projections.admin import TokensProjection
-from projections.core import Projection
+from projections.core import Projection, ReadStore
+from projections.designer import DesignerProjection, dialog_names, dialog_source, live_dialog
 from projections.paper import PaperProjection
+from projections.sessions import SessionsProjection
 from projections.tasks import TasksProjection
 
 log = logging.getLogger("gbserver")
 
-PROJECTIONS: tuple[type[Projection], ...] = (TokensProjection, TasksProjection, PaperProjection)
+PROJECTIONS: tuple[type[Projection], ...] = (
+    TokensProjection,
+    TasksProjection,
+    PaperProjection,
+    DesignerProjection,
+    SessionsProjection,
+)
+
+
+class DesignerCatalog:
+    """The sessions' view of deployed dialogs (commands.sessions.DialogCatalog)."""
+
+    def __init__(self, read: ReadStore) -> None:
+        self.read = read
+
+    def live(self, bot_id: str, name: str) -> tuple[int, str] | None:
+        found = live_dialog(self.read, bot_id, name)
+        return None if found is None else (found.version, found.content)
+
+    def source(self, bot_id: str, name: str, version: int) -> str | None:
+        found = dialog_source(self.read, bot_id, name, version)
+        return None if found is None else found.content
 
 
 JOIN_SECONDS = 20.0
@@ -163,7 +190,12 @@ class Services:
             history=self.events,
             tasks=TaskCommands(self.events),
             paper=PaperCommands(self.events),
+            # No GB_HTTP_ALLOW yet: HTTP keywords validate with a warning that they are off.
+            designer=DesignerCommands(
+                self.events, lambda bot_id: dialog_names(self.read, bot_id), http_allowed=False
+            ),
             admin=AdminCommands(self.events),
+            sessions=SessionCommands(self.events, DesignerCatalog(self.read), self.llm),
             consistency=consistency,
             consistency_timeout=self.settings.consistency_timeout,
             authenticator=authenticator,
@@ -196,12 +228,29 @@ class Services:
                 components[name] = "error"
         both = components["event_store"] == components["read_store"] == "ok"
         components["database"] = "ok" if both else "error"
-        components["llm"] = "not_configured"
+        components["llm"] = self._llm_status()
         stuck = [w.name for w in self.workers if w.error and not isinstance(w, Relay)]
         components["projections"] = "error" if stuck else "ok"
         if self.settings.uses_kafka:
             components["kafka"] = "ok" if self.relay is None or self.relay.healthy else "error"
         return components
+
+    @property
+    def llm(self) -> ChatCompletions | None:
+        s = self.settings
+        if not s.llm_url:
+            return None
+        return ChatCompletions(s.llm_url, s.llm_model, s.llm_key, s.llm_timeout)
+
+    def _llm_status(self) -> str:
+        llm = self.llm
+        if llm is None:
+            return "not_configured"
+        try:
+            return "ok" if llm.check() else "error"
+        except PlatformError as e:
+            log.warning("health check llm failed: %s", e)
+            return "error"
 
     def _check_event_store(self) -> bool:
         self.events.max_notification_id()

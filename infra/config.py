@@ -22,6 +22,10 @@ class Settings:
     consistency_timeout: float = 5.0
     auth_cache_ttl: float = 60.0
     log_level: str = "info"
+    llm_url: str = ""
+    llm_model: str = "gpt-4o-mini"
+    llm_key: str = ""
+    llm_timeout: float = 30.0
     kafka_bootstrap: str = ""
     kafka_topic: str = "gbserver.events"
     kafka_partitions: int = 6
@@ -52,6 +56,10 @@ class Settings:
             consistency_timeout=_float(env, "GB_CONSISTENCY_TIMEOUT", 5.0),
             auth_cache_ttl=_float(env, "GB_AUTH_CACHE_TTL", 60.0),
             log_level=env.get("GB_LOG_LEVEL", "info").lower(),
+            llm_url=env.get("GB_LLM_URL", "").strip(),
+            llm_model=env.get("GB_LLM_MODEL", "").strip() or "gpt-4o-mini",
+            llm_key=env.get("GB_LLM_KEY", ""),
+            llm_timeout=_float(env, "GB_LLM_TIMEOUT", 30.0),
             kafka_bootstrap=env.get("GB_KAFKA_BOOTSTRAP", "").strip(),
             kafka_topic=topic,
             kafka_partitions=_int(env, "GB_KAFKA_PARTITIONS", 6, minimum=1),

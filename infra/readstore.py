@@ -152,7 +152,10 @@ class PostgresReadStore(_SqlReadStore, PostgresTrackingRecorder):
             c.connection.pipeline(),
         ):
             yield SqlCursor(c, self.dialect)
-            self._insert_tracking(c, tracking)
+            # A cursor of its own: in pipeline mode a fetch on the projection's cursor could
+            # read an earlier statement's result instead of this INSERT ... RETURNING.
+            with c.connection.cursor() as own:
+                self._insert_tracking(own, tracking)
 
     def _lock_schema(self, cursor: Any) -> None:
         # Two processes creating the same table or index at once: one would fail (see

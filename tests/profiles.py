@@ -19,8 +19,6 @@ import psycopg
 
 from tests import pg
 
-READ_MODEL_TABLES = ("tasks", "paper_documents", "api_tokens", "gbserver_read_tracking")
-
 
 @dataclass
 class Profile:
@@ -71,6 +69,9 @@ def drop_read_models(env: dict[str, str], data_dir: os.PathLike[str] | str) -> N
         for f in Path(data_dir).glob("read.sqlite*"):
             f.unlink()
         return
+    from infra.bootstrap import PROJECTIONS
+
+    tables = [t for p in PROJECTIONS for t in p.tables] + ["gbserver_read_tracking"]
     with psycopg.connect(url, autocommit=True) as conn:
-        for table in READ_MODEL_TABLES:
+        for table in tables:
             conn.execute(f'DROP TABLE IF EXISTS "{table}"')

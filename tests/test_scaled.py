@@ -107,7 +107,8 @@ def test_projector_killed_mid_stream_loses_and_repeats_nothing(
             eventually(lambda: renamed_count(url) == 5000, 120, "all 10,000 events applied")
             assert killed_at < 5000, "the projector finished before it could be killed"
             assert tasks_count(url) == 5000
-            assert "failed" not in second.log()
+            # An event applied twice would break the tasks table's primary key.
+            assert "duplicate key" not in second.log()
         finally:
             second.stop()
     finally:

@@ -1,0 +1,93 @@
+"""Sessions endpoints: conversations with a bot."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from uuid import UUID
+
+from litestar import Controller, Request, Response, get, post
+
+from api.deps import Deps
+from api.errors import not_found
+from api.http import Limit, Offset, actor_of, claim_of, create, written
+from commands.sessions import OpenSession, SendMessage
+from projections.sessions import (
+    MessageView,
+    SessionDetail,
+    SessionFilter,
+    SessionList,
+    get_message,
+    get_session,
+    list_sessions,
+)
+
+
+class SessionsController(Controller):
+    path = "/api/sessions"
+    tags = ["sessions"]
+
+    @get("/", sync_to_thread=True)
+    def list_items(
+        self,
+        request: Request[Any, Any, Any],
+        deps: Deps,
+        status: Literal["active", "closed"] | None = None,
+        user_id: str | None = None,
+        bot_id: str | None = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> SessionList:
+        where = SessionFilter(status, user_id.lower() if user_id else None, bot_id)
+        return list_sessions(deps.read, actor_of(request), where, limit, offset)
+
+    @post("/", sync_to_thread=True, status_code=201)
+    def create_item(
+        self, request: Request[Any, Any, Any], deps: Deps, data: OpenSession
+    ) -> Response[SessionDetail]:
+        actor = actor_of(request)
+        claim = claim_of(request, actor, data)
+        return create(
+            deps,
+            "sessions",
+            lambda: deps.sessions.open(actor, data, claim),
+            lambda session_id: f"/api/sessions/{session_id}",
+            lambda session_id: get_session(deps.read, session_id, actor),
+        )
+
+    @get("/{session_id:uuid}", sync_to_thread=True)
+    def get_item(
+        self, request: Request[Any, Any, Any], deps: Deps, session_id: UUID
+    ) -> SessionDetail:
+        session = get_session(deps.read, str(session_id), actor_of(request))
+        if session is None:
+            raise not_found("session")
+        return session
+
+    @post("/{session_id:uuid}/close", sync_to_thread=True, status_code=200)
+    def close(
+        self, request: Request[Any, Any, Any], deps: Deps, session_id: UUID
+    ) -> Response[SessionDetail]:
+        actor = actor_of(request)
+        saved = deps.sessions.close(actor, session_id)
+        return written(
+            deps,
+            saved,
+            f"/api/sessions/{session_id}",
+            lambda: get_session(deps.read, str(session_id), actor),
+        )
+
+    @post("/{session_id:uuid}/messages", sync_to_thread=True, status_code=200)
+    def send(
+        self, request: Request[Any, Any, Any], deps: Deps, session_id: UUID, data: SendMessage
+    ) -> Response[MessageView]:
+        """Answers as the dialect says: a waiting HEAR, else `start`, else the answer pipeline."""
+        actor = actor_of(request)
+        claim = claim_of(request, actor, data)
+        return create(
+            deps,
+            "sessions",
+            lambda: deps.sessions.send(actor, session_id, data, claim),
+            lambda _: f"/api/sessions/{session_id}",
+            lambda reply_id: get_message(deps.read, reply_id),
+            status=200,
+        )
