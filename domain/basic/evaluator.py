@@ -9,6 +9,7 @@ Every expression node counts as a step, which is what bounds a turn.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from datetime import datetime
 
 from domain.basic import ast
@@ -40,7 +41,7 @@ from domain.basic.values import (
 STEP_LIMIT_MESSAGE = "the dialog ran more than {} steps in one turn (an endless loop?)"
 
 
-class Evaluator:
+class Evaluator(ABC):
     """Evaluation over a state's frames; the machine supplies programs and calls."""
 
     def __init__(self, state: State, platform: Platform, limits: Limits) -> None:
@@ -51,13 +52,15 @@ class Evaluator:
         self.work = 0
         self.line = 0
 
+    @abstractmethod
     def _program(self, frame: Frame) -> ast.Program:
-        raise NotImplementedError
+        """The program a frame runs (the machine loads exact dialog versions)."""
 
+    @abstractmethod
     def _call_in_expression(
         self, frame: Frame, routine: ast.RoutineDef, args: list[Value]
     ) -> Value:
-        raise NotImplementedError
+        """Runs a FUNCTION to completion inside an expression."""
 
     def _tick(self) -> None:
         self.steps += 1
