@@ -83,10 +83,15 @@ class Positions:
         with self._cond:
             return self._at.get(name, 0)
 
-    def wait_for_change(self, prefixes: tuple[str, ...], deadline: float) -> bool:
-        """Waits until a position whose key starts with one of the prefixes advances."""
+    def snapshot(self, prefixes: tuple[str, ...]) -> dict[str, int]:
         with self._cond:
-            before = {k: v for k, v in self._at.items() if k.startswith(prefixes)}
+            return {k: v for k, v in self._at.items() if k.startswith(prefixes)}
+
+    def wait_for_change(
+        self, prefixes: tuple[str, ...], before: dict[str, int], deadline: float
+    ) -> bool:
+        """Waits until a position whose key starts with one of the prefixes is past `before`."""
+        with self._cond:
             return self._cond.wait_for(
                 lambda: any(
                     v > before.get(k, -1) for k, v in self._at.items() if k.startswith(prefixes)
@@ -248,23 +253,29 @@ class Consistency:
         For what other processes wrote: a token issued by `gbserver token create`, the
         resource of an Idempotency-Key whose first request is still on its way.
         """
-        found = probe()
         deadline = time.monotonic() + timeout
         wanted = tuple(names)
-        while found is None and self._advanced(wanted, deadline):
+        while True:
+            # Positions are read before the probe: what the probe saw is at least that far.
+            seen = self._positions.snapshot(wanted)
+            seen.update({n: max(seen.get(n, 0), self._stored_position(n)) for n in wanted})
             found = probe()
-        return found
+            if found is not None or time.monotonic() >= deadline:
+                return found
+            if not self._advanced(wanted, seen, deadline):
+                return found
 
-    def _advanced(self, names: tuple[str, ...], deadline: float) -> bool:
-        """Waits for these projections to take in newer events; False if there are none."""
+    def _advanced(self, names: tuple[str, ...], seen: dict[str, int], deadline: float) -> bool:
+        """Waits for these projections to go past what the last probe saw; False when the log
+        holds nothing newer for them, or at the deadline."""
         self._signal.wake_all()  # the writer may be another process: look now
         if isinstance(self._layout, SingleLog):
             end = self._log_end()
-            if all(max(self._positions.at(n), self._stored_position(n)) >= end for n in names):
+            if all(seen[n] >= end for n in names):
                 return False
             return self._reach(dict.fromkeys(names, end), deadline)
         # A partitioned feed cannot tell where the newest events went: wait for any advance.
-        return self._positions.wait_for_change(names, deadline)
+        return self._positions.wait_for_change(names, seen, deadline)
 
 
 def rebuild(
