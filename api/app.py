@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar._openapi.plugin import OpenAPIPlugin  # no public handle on the served dict (2.x)
 from litestar.di import Provide
 from litestar.enums import ScopeType
@@ -19,7 +19,7 @@ from api.admin import AdminController, health
 from api.auth import PUBLIC_PATHS, TokenAuthMiddleware
 from api.deps import Deps, InFlight
 from api.designer import DesignerController
-from api.errors import handle_exception
+from api.errors import bad_request, handle_exception
 from api.openapi import complete
 from api.paper import PaperController
 from api.sessions import SessionsController
@@ -57,6 +57,15 @@ class RequestContext:
             self.in_flight.count -= 1
 
 
+async def refuse_nul_characters(request: Request[Any, Any, Any]) -> None:
+    """Text with U+0000 is refused: PostgreSQL cannot store it, and a read model that cannot
+    take an event would stop behind it. (A raw NUL byte is already invalid JSON.)"""
+    if request.method in ("POST", "PUT", "PATCH"):
+        body = await request.body()
+        if b"\\u0000" in body:
+            raise bad_request("text may not contain the NUL character (\\u0000)")
+
+
 def create_app(deps: Deps, on_shutdown: Sequence[Callable[[], None]] = ()) -> Litestar:
     app = Litestar(
         on_shutdown=list(on_shutdown),
@@ -71,6 +80,7 @@ def create_app(deps: Deps, on_shutdown: Sequence[Callable[[], None]] = ()) -> Li
         dependencies={"deps": Provide(lambda: deps, use_cache=True, sync_to_thread=False)},
         middleware=[DefineMiddleware(TokenAuthMiddleware, authenticator=deps.authenticator)],
         exception_handlers={Exception: handle_exception},
+        before_request=refuse_nul_characters,
         request_max_body_size=deps.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="gbserver",

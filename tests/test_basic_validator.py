@@ -132,3 +132,9 @@ def test_mutated_corpus_dialogs_never_crash_the_validator() -> None:
         report = validate(source)
         if report.valid:
             parse(source)
+
+
+def test_a_huge_number_is_an_error_not_a_crash() -> None:
+    report = validate("x = " + "9" * 10_000 + "\nTALK x\n")
+    assert not report.valid
+    assert "too large" in report.errors[0].message

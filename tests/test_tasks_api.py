@@ -363,3 +363,11 @@ def test_concurrent_retries_with_one_key_create_one(make_user: Callable[..., htt
         t.join()
     assert len(ids) == 4 and len(set(ids)) == 1
     assert c.get("/api/tasks").json()["pagination"]["total"] == 1
+
+
+def test_nul_characters_are_refused(make_user: Callable[..., httpx.Client]) -> None:
+    """PostgreSQL cannot store U+0000: accepting it would stall the read models behind it."""
+    c = make_user()
+    r = c.post("/api/tasks", json={"title": "bad\u0000title"})
+    assert r.status_code == 400 and "NUL" in r.json()["error"]["message"]
+    assert c.get("/api/tasks").json()["data"] == []

@@ -373,7 +373,11 @@ class Lexer:
                 while end < len(src) and src[end].isdigit():
                     end += 1
         text = src[start:end]
-        value: int | float = float(text) if is_float else int(text)
+        value: int | float = 0
+        if not is_float and len(text) > 18:  # past 64 bits: refuse, rather than compute on it
+            self.problems.append((line, col, f"number {text[:20]}... is too large"))
+        else:
+            value = float(text) if is_float else int(text)
         if isinstance(value, float) and value in (float("inf"), float("-inf")):
             self.problems.append((line, col, f"number {text} is too large"))
             value = 0
