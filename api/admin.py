@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
+from litestar.openapi import ResponseSpec
 
 from api.auth import admin_only
 from api.deps import Deps
@@ -27,7 +28,7 @@ class IssuedToken(msgspec.Struct):
 
 
 class Health(msgspec.Struct):
-    status: str
+    status: Literal["healthy", "degraded", "unhealthy"]
     components: dict[str, str]
 
 
@@ -53,15 +54,33 @@ class EventPage(msgspec.Struct):
     next_after: int
 
 
-@get("/api/health", sync_to_thread=True, tags=["admin"])
+REQUIRED = ("database", "event_store", "read_store", "cache", "storage")
+
+
+@get(
+    "/api/health",
+    sync_to_thread=True,
+    tags=["admin"],
+    responses={
+        503: ResponseSpec(
+            Health,
+            description="`unhealthy` (a required component fails) or `degraded` (a read model"
+            " is stalled: writes are kept, reads lag)",
+        )
+    },
+)
 def health(deps: Deps) -> Response[Health]:
+    """`healthy` (200), `degraded` (503: a projection is stalled behind an error, so reads
+    lag the log) or `unhealthy` (503: a store, the cache or the blob storage fails)."""
     components = deps.health()
-    required = ("database", "event_store", "read_store", "cache", "storage")
-    healthy = all(components.get(name) == "ok" for name in required)
-    return Response(
-        Health("healthy" if healthy else "unhealthy", components),
-        status_code=200 if healthy else 503,
-    )
+    status: Literal["healthy", "degraded", "unhealthy"]
+    if not all(components.get(name) == "ok" for name in REQUIRED):
+        status = "unhealthy"
+    elif components.get("projections", "ok") != "ok":
+        status = "degraded"
+    else:
+        status = "healthy"
+    return Response(Health(status, components), status_code=200 if status == "healthy" else 503)
 
 
 class AdminController(Controller):
@@ -101,7 +120,8 @@ class AdminController(Controller):
                 [{"token_id": replay.resource_id}],
             ) from None
 
-        # Wait so the new token authenticates at once; its secret is answered either way.
+        # The token authenticates at once (read by id); wait so that the token list and
+        # GET show it too. Its secret is answered either way: it is shown only here.
         deps.consistency.wait(saved, deps.consistency_timeout)
         view = get_token(deps.read, token_id)
         return Response(

@@ -17,6 +17,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.admin import AdminController, health
 from api.auth import PUBLIC_PATHS, TokenAuthMiddleware
+from api.bots import BotsController
 from api.deps import Deps, InFlight
 from api.designer import DesignerController
 from api.errors import bad_request, handle_exception
@@ -74,6 +75,7 @@ def create_app(deps: Deps, on_shutdown: Sequence[Callable[[], None]] = ()) -> Li
             TasksController,
             PaperController,
             DesignerController,
+            BotsController,
             SessionsController,
             AdminController,
         ],

@@ -8,6 +8,7 @@ from typing import Any, Protocol, TypeVar
 
 from api.auth import Authenticator
 from commands.admin import AdminCommands
+from commands.bots import BotCommands
 from commands.designer import DesignerCommands
 from commands.paper import PaperCommands
 from commands.ports import Saved
@@ -41,6 +42,7 @@ class Deps:
     tasks: TaskCommands
     paper: PaperCommands
     designer: DesignerCommands
+    bots: BotCommands
     sessions: SessionCommands
     admin: AdminCommands
     consistency: WaitsForProjections

@@ -1,7 +1,8 @@
 """Designer endpoints: a bot's dialogs, their validation, deploys and deployed versions.
 
-Every authenticated user may read dialogs and validate them; a dialog's creator and admins
-may change, deploy and delete it.
+Every authenticated user may read dialogs and validate them; only the bot's owners and admins
+create, change, deploy and delete them (the first dialog of a bot makes its creator the owner;
+`default` belongs to admins; api.bots).
 """
 
 from __future__ import annotations

@@ -11,7 +11,14 @@ from litestar.exceptions import HTTPException, ValidationException
 
 from commands.fields import InvalidField
 from commands.idempotency import AlreadyClaimed
-from commands.ports import ConcurrencyConflict, NotFound, StoreUnavailable
+from commands.ports import (
+    MAX_EVENT_BYTES,
+    ConcurrencyConflict,
+    EventTooLarge,
+    NotFound,
+    StoreUnavailable,
+    UnstorableText,
+)
 from domain.common import DomainError, Forbidden, Gone, VersionMismatch
 from domain.sessions import SessionClosed
 
@@ -111,6 +118,10 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         return envelope(409, "this Idempotency-Key was already used with a different request")
     if isinstance(exc, DomainError):
         return envelope(400, str(exc))
+    if isinstance(exc, EventTooLarge):
+        return envelope(413, str(exc), [{"size": exc.size, "limit": MAX_EVENT_BYTES}])
+    if isinstance(exc, UnstorableText):
+        return envelope(400, str(exc), [{"field": exc.path, "message": str(exc)}])
     if isinstance(exc, StoreUnavailable):
         log.warning("store unavailable: %s", exc)
         return envelope(503, "storage is unavailable; retry later", headers={"Retry-After": "1"})

@@ -16,7 +16,7 @@ from api.errors import ApiError, bad_request
 from commands.fields import WHEN_DESCRIPTION, WHEN_PATTERN, parse_when
 from commands.idempotency import AlreadyClaimed, Claim
 from commands.ports import Saved
-from domain.common import Actor, rfc3339
+from domain.common import Actor, IfMatch, rfc3339
 
 T = TypeVar("T")
 
@@ -27,7 +27,10 @@ Position = Annotated[
 ]
 DateTimeParam = Annotated[str, Parameter(pattern=WHEN_PATTERN, description=WHEN_DESCRIPTION)]
 
-_IF_MATCH = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
+# RFC 9110's If-Match: "*", or a list of entity tags ([W/]"opaque", etagc = %x21 / %x23-7E /
+# obs-text) separated by commas and optional white space; empty list elements are ignored.
+_IF_MATCH_ELEMENT = re.compile(r'[ \t]*(?:(W/)?"([\x21\x23-\x7e\x80-\xff]*)")?[ \t]*(?:,|\Z)')
+_VERSION_TAG = re.compile(r"[1-9][0-9]{0,17}")  # the ETags we send: "N", the version
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
@@ -38,15 +41,35 @@ def actor_of(request: Request[Any, Any, Any]) -> Actor:
     return actor
 
 
-def expected_version(request: Request[Any, Any, Any]) -> int | None:
-    """The version a client expects, from `If-Match: "N"`; None when not given."""
-    raw = request.headers.get("if-match")
-    if raw is None or raw.strip() == "*":
+def expected_version(request: Request[Any, Any, Any]) -> IfMatch | None:
+    """The versions a write's `If-Match` accepts, compared strongly as RFC 9110 says: None
+    when absent or `*` (whatever the current version is; a missing resource stays 404); a
+    weak `W/"1"` never matches; a malformed header is 400. Several If-Match fields are one
+    list."""
+    fields = request.headers.getall("if-match", [])
+    if not fields:
         return None
-    match = _IF_MATCH.match(raw)
-    if not match:
-        raise bad_request('If-Match must be a version tag such as "3"', "If-Match")
-    return int(match.group(1))
+    raw = ", ".join(fields)
+    if raw.strip(" \t") == "*":
+        return None
+    tags: list[tuple[bool, str]] = []
+    at = 0
+    while at < len(raw):
+        element = _IF_MATCH_ELEMENT.match(raw, at)
+        if element is None:
+            raise bad_request(
+                'If-Match must be * or a list of quoted entity tags such as "3"', "If-Match"
+            )
+        if element.group(2) is not None:
+            tags.append((element.group(1) is not None, element.group(2)))
+        at = element.end()
+    if not tags:
+        raise bad_request('If-Match names no entity tag; send one such as "3"', "If-Match")
+    return IfMatch(
+        frozenset(
+            int(opaque) for weak, opaque in tags if not weak and _VERSION_TAG.fullmatch(opaque)
+        )
+    )
 
 
 def claim_of(request: Request[Any, Any, Any], actor: Actor, body: Any) -> Claim | None:

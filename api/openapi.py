@@ -44,6 +44,12 @@ def _errors_for(path: str, method: str, public: bool) -> list[str]:
     return codes
 
 
+def _declared(response: Any) -> bool:
+    """A response a route declares with a schema of its own (Litestar's default 400 is inline)."""
+    content = (response or {}).get("content", {}).get("application/json", {})
+    return bool(content.get("schema", {}).get("$ref"))
+
+
 def _json(ref: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": REF.format(name=ref)}}}
 
@@ -72,6 +78,8 @@ def complete(schema: dict[str, Any], public_paths: tuple[str, ...]) -> None:
                 continue
             responses = operation.setdefault("responses", {})
             for code in _errors_for(path, method, public):
+                if _declared(responses.get(code)):
+                    continue  # the route documents this status itself (health's 503)
                 responses[code] = {
                     "description": _DESCRIPTIONS[code],
                     "content": _json("ErrorEnvelope"),

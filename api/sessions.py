@@ -11,6 +11,7 @@ from api.deps import Deps
 from api.errors import not_found
 from api.http import Limit, Offset, actor_of, claim_of, create, written
 from commands.sessions import OpenSession, SendMessage
+from projections.core import Page
 from projections.sessions import (
     MessageView,
     SessionDetail,
@@ -18,6 +19,7 @@ from projections.sessions import (
     SessionList,
     get_message,
     get_session,
+    list_messages,
     list_sessions,
 )
 
@@ -58,10 +60,26 @@ class SessionsController(Controller):
     def get_item(
         self, request: Request[Any, Any, Any], deps: Deps, session_id: UUID
     ) -> SessionDetail:
+        """The session with its latest 50 messages and `message_count`; `/messages` pages."""
         session = get_session(deps.read, str(session_id), actor_of(request))
         if session is None:
             raise not_found("session")
         return session
+
+    @get("/{session_id:uuid}/messages", sync_to_thread=True)
+    def messages(
+        self,
+        request: Request[Any, Any, Any],
+        deps: Deps,
+        session_id: UUID,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> Page[MessageView]:
+        """The session's messages, oldest first, a page at a time."""
+        found = list_messages(deps.read, str(session_id), actor_of(request), limit, offset)
+        if found is None:
+            raise not_found("session")
+        return found
 
     @post("/{session_id:uuid}/close", sync_to_thread=True, status_code=200)
     def close(

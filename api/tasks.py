@@ -6,6 +6,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.openapi import ResponseSpec
 
 from api.deps import Deps
 from api.errors import not_found
@@ -22,6 +23,7 @@ from api.http import (
     written,
 )
 from commands.tasks import CreateTask, UpdateTask
+from domain.common import Forbidden
 from projections.core import Page
 from projections.tasks import TaskFilter, TaskView, get_task, list_tasks
 
@@ -73,20 +75,40 @@ class TasksController(Controller):
             raise not_found("task")
         return Response(task, headers=etag(task.version))
 
-    @put("/{task_id:uuid}", sync_to_thread=True)
+    @put(
+        "/{task_id:uuid}",
+        sync_to_thread=True,
+        responses={
+            204: ResponseSpec(
+                None,
+                description="Saved, but the task is no longer yours to see: another request"
+                " deleted or reassigned it meanwhile",
+            )
+        },
+    )
     def update_item(
         self, request: Request[Any, Any, Any], deps: Deps, task_id: UUID, data: UpdateTask
     ) -> Response[TaskView]:
+        """The owner (or an admin) changes any field; an assignee only status and
+        description (403 otherwise, and nothing is saved)."""
         actor = actor_of(request)
         saved = deps.tasks.update(actor, task_id, data, expected_version(request))
-        return written(
-            deps, saved, f"/api/tasks/{task_id}", lambda: get_task(deps.read, str(task_id), actor)
-        )
+
+        def render() -> TaskView | None:
+            # The write was allowed and is saved: it never answers an error, even when another
+            # request took the task out of the caller's sight since (204, nothing to show).
+            try:
+                return get_task(deps.read, str(task_id), actor)
+            except Forbidden:
+                return None
+
+        return written(deps, saved, f"/api/tasks/{task_id}", render)
 
     @delete("/{task_id:uuid}", sync_to_thread=True, status_code=204)
     def delete_item(
         self, request: Request[Any, Any, Any], deps: Deps, task_id: UUID
     ) -> Response[None]:
+        """Only the owner (or an admin) deletes a task."""
         actor = actor_of(request)
         saved = deps.tasks.delete(actor, task_id, expected_version(request))
         return written(deps, saved, f"/api/tasks/{task_id}", lambda: None)

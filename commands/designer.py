@@ -1,4 +1,7 @@
-"""Designer commands: create, edit, delete, check and deploy a bot's dialogs."""
+"""Designer commands: create, edit, delete, check and deploy a bot's dialogs.
+
+Only a bot's owners and admins write its dialogs (commands.bots); anyone may validate them.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +12,12 @@ from uuid import UUID
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from commands.idempotency import AlreadyClaimed, Claim
+from commands.bots import claim_for_first_dialog, find_bot, require_dialog_rights
+from commands.idempotency import Claim, refuse_reused
 from commands.ports import ConcurrencyConflict, EventStore, NotFound, Saved
 from domain.basic import Report
-from domain.common import Actor, Forbidden, VersionMismatch
+from domain.bots import Bot
+from domain.common import Actor, IfMatch, check_version
 from domain.designer import (
     Dialog,
     DialogNameClaim,
@@ -81,6 +86,10 @@ def _record(claim: Claim | None, resource_id: str) -> list[IdempotencyClaim]:
     ]
 
 
+class BotClaimedMeanwhile(Exception):
+    """Another request claimed the bot between our look and our save."""
+
+
 # The names of a bot's dialogs (what `CALL "other.bas"` may name), from the read model.
 DialogNames = Callable[[str], Iterable[str]]
 
@@ -94,18 +103,38 @@ class DesignerCommands:
     def create(
         self, actor: Actor, cmd: CreateDialog, claim: Claim | None = None
     ) -> tuple[str, Saved]:
+        """A new dialog; the first one of a bot claims the bot for its creator, in the same
+        transaction, so of two users starting one bot at once exactly one owns it."""
+        refuse_reused(self.store, claim)
+        try:
+            return self._create(actor, cmd, claim)
+        except BotClaimedMeanwhile:
+            # The bot is someone's now: as its owner, create in it; otherwise Forbidden.
+            return self._create(actor, cmd, claim)
+
+    def _create(self, actor: Actor, cmd: CreateDialog, claim: Claim | None) -> tuple[str, Saved]:
         name = dialog_name(cmd.name)
+        bot = find_bot(self.store, cmd.bot_id)
+        claiming: list[Bot] = []
+        if bot is None:
+            has_dialogs = bool(list(self.names_of(cmd.bot_id)))
+            claiming.append(claim_for_first_dialog(actor, cmd.bot_id, has_dialogs))
+        else:
+            require_dialog_rights(actor, cmd.bot_id, bot)
         dialog = Dialog(owner=actor.email, bot_id=cmd.bot_id, name=name, content=cmd.content)
         try:
             holder = self._hold(cmd.bot_id, name, str(dialog.id))
-            return str(dialog.id), self.store.save(dialog, holder, *_record(claim, str(dialog.id)))
+            saving = (dialog, holder, *claiming, *_record(claim, str(dialog.id)))
+            return str(dialog.id), self.store.save(*saving)
         except (DuplicateDialog, ConcurrencyConflict):
             # A retried request finds its own name taken: the key decides what it gets.
-            self._refuse_reused_key(claim)
+            refuse_reused(self.store, claim)
+            if claiming and find_bot(self.store, cmd.bot_id) is not None:
+                raise BotClaimedMeanwhile(cmd.bot_id) from None
             raise DuplicateDialog(cmd.bot_id, name) from None
 
     def update(
-        self, actor: Actor, dialog_id: UUID, cmd: UpdateDialog, expected_version: int | None
+        self, actor: Actor, dialog_id: UUID, cmd: UpdateDialog, expected_version: IfMatch | None
     ) -> Saved:
         dialog = self._load(actor, dialog_id, expected_version)
         fields: dict[str, object] = {}
@@ -130,7 +159,7 @@ class DesignerCommands:
                 self._hold(dialog.bot_id, name, str(dialog.id))
             raise
 
-    def delete(self, actor: Actor, dialog_id: UUID, expected_version: int | None) -> Saved:
+    def delete(self, actor: Actor, dialog_id: UUID, expected_version: IfMatch | None) -> Saved:
         dialog = self._load(actor, dialog_id, expected_version)
         dialog.delete(actor.email)
         holder = self._held(dialog.bot_id, dialog.name)
@@ -148,28 +177,19 @@ class DesignerCommands:
         self,
         actor: Actor,
         dialog_id: UUID,
-        expected_version: int | None,
+        expected_version: IfMatch | None,
         claim: Claim | None = None,
     ) -> tuple[str, Saved]:
         """The draft becomes the live version N+1 (returned as text, the claim's resource),
         or InvalidDialog with the errors. A retried key answers with its first deploy."""
-        self._refuse_reused_key(claim)
+        refuse_reused(self.store, claim)
         dialog = self._load(actor, dialog_id, expected_version)
         version = str(dialog.deploy(actor.email, self.names_of(dialog.bot_id), self.http_allowed))
         try:
             return version, self.store.save(dialog, *_record(claim, version))
         except ConcurrencyConflict:
-            self._refuse_reused_key(claim)
+            refuse_reused(self.store, claim)
             raise
-
-    def _refuse_reused_key(self, claim: Claim | None) -> None:
-        if claim is None:
-            return
-        try:
-            first = self.store.get(claim_id(claim.user, claim.key))
-        except NotFound:
-            return
-        raise AlreadyClaimed(first.resource_id, first.fingerprint == claim.fingerprint)
 
     def _held(self, bot_id: str, name: str) -> DialogNameClaim | None:
         try:
@@ -194,10 +214,8 @@ class DesignerCommands:
             raise NotFound(str(dialog_id))
         return dialog
 
-    def _load(self, actor: Actor, dialog_id: UUID, expected_version: int | None) -> Dialog:
+    def _load(self, actor: Actor, dialog_id: UUID, expected_version: IfMatch | None) -> Dialog:
         dialog = self._get(dialog_id)
-        if not (actor.is_admin or dialog.may_be_changed_by(actor.email)):
-            raise Forbidden(f"only the creator of dialog {dialog_id} or an admin may change it")
-        if expected_version is not None and expected_version != dialog.version:
-            raise VersionMismatch(expected_version, dialog.version)
+        require_dialog_rights(actor, dialog.bot_id, find_bot(self.store, dialog.bot_id))
+        check_version(expected_version, dialog.version)
         return dialog

@@ -24,7 +24,19 @@ Email = Annotated[
         description="An email address",
     ),
 ]
-Title = Annotated[str, Meta(min_length=1, max_length=500, pattern=r"[^ \t\n\r\f\v]")]
+# Every character str.isspace() (and so str.strip()) takes for white space, Unicode's
+# included: a title must hold at least one other character.
+_SPACES = r"\x09-\x0d\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+Title = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=500,
+        pattern=f"[^{_SPACES}]",
+        description="1 to 500 characters, not all white space (leading and trailing space is"
+        " dropped)",
+    ),
+]
 WHEN_PATTERN = (
     r"^([0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})"
     r"-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"

@@ -1,4 +1,10 @@
-"""Saving a new aggregate under an Idempotency-Key: the claim and the aggregate land together."""
+"""Idempotency-Key claims: checked before anything else, saved with what the request makes.
+
+A command that takes a claim calls `refuse_reused` first, before loading or checking any
+state, so a retry answers with its first result whatever happened since (the session was
+closed, the dialog changed, the resource was deleted...); it then saves with
+`save_claimed`, whose conflict settles a race between two first uses of one key.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +31,23 @@ class AlreadyClaimed(Exception):
         self.same_request = same_request
 
 
+def refuse_reused(store: EventStore, claim: Claim | None) -> None:
+    """Raises AlreadyClaimed when the key was used before (by this request or another)."""
+    if claim is None:
+        return
+    first = _first_use(store, claim)
+    if first is not None:
+        raise first
+
+
+def _first_use(store: EventStore, claim: Claim) -> AlreadyClaimed | None:
+    try:
+        record = store.get(claim_id(claim.user, claim.key))
+    except NotFound:
+        return None
+    return AlreadyClaimed(record.resource_id, record.fingerprint == claim.fingerprint)
+
+
 def save_new(store: EventStore, aggregate: Any, claim: Claim | None) -> Saved:
     return save_claimed(store, claim, str(aggregate.id), aggregate)
 
@@ -45,8 +68,7 @@ def save_claimed(
     try:
         return store.save(*aggregates, record)
     except ConcurrencyConflict as conflict:
-        try:
-            first = store.get(claim_id(claim.user, claim.key))
-        except NotFound:
+        first = _first_use(store, claim)
+        if first is None:
             raise conflict from None  # another aggregate's conflict, not the key's
-        raise AlreadyClaimed(first.resource_id, first.fingerprint == claim.fingerprint) from None
+        raise first from None

@@ -10,22 +10,35 @@ from msgspec import UNSET, Meta, UnsetType
 
 from commands.fields import Title
 from commands.idempotency import Claim, save_new
-from commands.ports import EventStore, NotFound, Saved
-from domain.common import Actor, Forbidden, VersionMismatch
+from commands.ports import MAX_EVENT_BYTES, EventStore, NotFound, Saved
+from domain.common import Actor, Forbidden, IfMatch, check_version
 from domain.paper import PaperDocument
 
 DocType = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+# Each revision is one event, bounded once encoded (commands.ports.MAX_EVENT_BYTES): content
+# beyond that is refused whole with 413 and nothing saved. Larger documents would need the
+# blob store (content by reference), which does not exist yet.
+Content = Annotated[
+    str,
+    Meta(
+        description=(
+            "Markdown. A revision is recorded as one event of at most"
+            f" {MAX_EVENT_BYTES // 1024} KiB once encoded"
+            " (JSON, UTF-8), with the title and type: larger content is refused with 413."
+        )
+    ),
+]
 
 
 class CreateDocument(msgspec.Struct, forbid_unknown_fields=True):
     title: Title
-    content: str = ""
+    content: Content = ""
     type: DocType = "note"
 
 
 class UpdateDocument(msgspec.Struct, forbid_unknown_fields=True):
     title: Title | UnsetType = UNSET
-    content: str | UnsetType = UNSET
+    content: Content | UnsetType = UNSET
     type: DocType | UnsetType = UNSET
 
 
@@ -42,7 +55,7 @@ class PaperCommands:
         return str(doc.id), save_new(self.store, doc, claim)
 
     def update(
-        self, actor: Actor, doc_id: UUID, cmd: UpdateDocument, expected_version: int | None
+        self, actor: Actor, doc_id: UUID, cmd: UpdateDocument, expected_version: IfMatch | None
     ) -> Saved:
         doc = self._load(actor, doc_id, expected_version)
         fields = {
@@ -53,17 +66,16 @@ class PaperCommands:
         doc.revise(actor.email, fields)
         return self.store.save(doc)
 
-    def delete(self, actor: Actor, doc_id: UUID, expected_version: int | None) -> Saved:
+    def delete(self, actor: Actor, doc_id: UUID, expected_version: IfMatch | None) -> Saved:
         doc = self._load(actor, doc_id, expected_version)
         doc.delete(actor.email)
         return self.store.save(doc)
 
-    def _load(self, actor: Actor, doc_id: UUID, expected_version: int | None) -> PaperDocument:
+    def _load(self, actor: Actor, doc_id: UUID, expected_version: IfMatch | None) -> PaperDocument:
         doc = self.store.get(doc_id)
         if not isinstance(doc, PaperDocument) or doc.deleted:
             raise NotFound(str(doc_id))
         if not (actor.is_admin or doc.may_be_seen_by(actor.email)):
             raise Forbidden(f"document {doc_id} belongs to another user")
-        if expected_version is not None and expected_version != doc.version:
-            raise VersionMismatch(expected_version, doc.version)
+        check_version(expected_version, doc.version)
         return doc

@@ -23,8 +23,45 @@ class ConcurrencyConflict(Exception):
     """Another writer saved this aggregate (or claimed this id) first."""
 
 
+# The largest event the store takes, encoded (the library's JSON of the event's state).
+# Kafka's producer, topic and consumer are configured above it (infra.kafka); content
+# larger than this travels by reference to the blob store, never inside an event.
+MAX_EVENT_BYTES = 512 * 1024
+
+
+class EventTooLarge(Exception):
+    """A command would save an event larger than MAX_EVENT_BYTES (answered 413)."""
+
+    def __init__(self, topic: str, size: int) -> None:
+        super().__init__(
+            f"the change is too large to record ({size:,} bytes encoded, at most"
+            f" {MAX_EVENT_BYTES:,}); send less content in one request"
+        )
+        self.topic = topic
+        self.size = size
+
+
+class UnstorableText(ValueError):
+    """A command would save text no store can hold: U+0000 or a lone surrogate (answered 400).
+
+    `path` locates the text in the event's state: "metadata.note", "value[2].name".
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"the text at {path} holds U+0000 or a lone surrogate (U+D800-U+DFFF),"
+            " which cannot be stored"
+        )
+        self.path = path
+
+
 class StoreUnavailable(Exception):
     """The event store cannot be reached; the request may be retried."""
+
+
+class StoreUnreachable(StoreUnavailable):
+    """The database itself is out of reach (connection lost, server down): an outage, as
+    opposed to a statement that failed (a missing table, a lock held too long)."""
 
 
 class EventStore(Protocol):

@@ -11,8 +11,8 @@ from msgspec import UNSET, Meta, UnsetType
 from commands.fields import Email, Title, When, parse_when
 from commands.idempotency import Claim, save_new
 from commands.ports import EventStore, NotFound, Saved
-from domain.common import Actor, Forbidden, VersionMismatch, rfc3339
-from domain.tasks import Task
+from domain.common import Actor, Forbidden, IfMatch, check_version, rfc3339
+from domain.tasks import ASSIGNEE_MAY_CHANGE, Task
 
 Description = Annotated[str, Meta(max_length=20_000)]
 Priority = Literal["low", "medium", "high"]
@@ -66,28 +66,43 @@ class TaskCommands:
         return str(task.id), save_new(self.store, task, claim)
 
     def update(
-        self, actor: Actor, task_id: UUID, cmd: UpdateTask, expected_version: int | None
+        self, actor: Actor, task_id: UUID, cmd: UpdateTask, expected_version: IfMatch | None
     ) -> Saved:
-        task = self._load(actor, task_id, expected_version)
+        """The owner (or an admin) changes anything; an assignee only status and description."""
+        task = self._load(actor, task_id)
         fields = {
             name: _normal(name, value)
             for name in cmd.__struct_fields__
             if (value := getattr(cmd, name)) is not UNSET
         }
+        if not _manages(actor, task):
+            refused = task.refused_to_assignee(fields)
+            if refused:
+                raise Forbidden(
+                    f"only the task's owner or an admin may change {', '.join(refused)};"
+                    f" as its assignee you may change {' and '.join(ASSIGNEE_MAY_CHANGE)}"
+                )
+        check_version(expected_version, task.version)
         task.change(actor.email, fields)
         return self.store.save(task)
 
-    def delete(self, actor: Actor, task_id: UUID, expected_version: int | None) -> Saved:
-        task = self._load(actor, task_id, expected_version)
+    def delete(self, actor: Actor, task_id: UUID, expected_version: IfMatch | None) -> Saved:
+        """Only the owner (or an admin) deletes a task."""
+        task = self._load(actor, task_id)
+        if not _manages(actor, task):
+            raise Forbidden(f"only the owner of task {task_id} or an admin may delete it")
+        check_version(expected_version, task.version)
         task.delete(actor.email)
         return self.store.save(task)
 
-    def _load(self, actor: Actor, task_id: UUID, expected_version: int | None) -> Task:
+    def _load(self, actor: Actor, task_id: UUID) -> Task:
         task = self.store.get(task_id)
         if not isinstance(task, Task) or task.deleted:
             raise NotFound(str(task_id))
         if not (actor.is_admin or task.may_be_seen_by(actor.email)):
             raise Forbidden(f"task {task_id} belongs to another user")
-        if expected_version is not None and expected_version != task.version:
-            raise VersionMismatch(expected_version, task.version)
         return task
+
+
+def _manages(actor: Actor, task: Task) -> bool:
+    return actor.is_admin or task.is_owned_by(actor.email)

@@ -21,10 +21,39 @@ class Forbidden(DomainError):
 class VersionMismatch(DomainError):
     """The client's expected version is not the aggregate's current version."""
 
-    def __init__(self, expected: int, actual: int) -> None:
-        super().__init__(f"expected version {expected}, current version is {actual}")
-        self.expected = expected
+    def __init__(self, expected: IfMatch, actual: int) -> None:
+        super().__init__(f"{expected.describe()}, current version is {actual}")
+        self.expected = sorted(expected.versions)
         self.actual = actual
+
+
+@dataclass(frozen=True)
+class IfMatch:
+    """The versions a write's `If-Match` accepts, compared strongly (RFC 9110): the strong
+    tags it lists that are versions of ours. Empty when it lists none (only weak tags, or
+    tags of no version), so that no version matches."""
+
+    versions: frozenset[int]
+
+    @classmethod
+    def version(cls, number: int) -> IfMatch:
+        return cls(frozenset((number,)))
+
+    def check(self, current: int) -> None:
+        """VersionMismatch unless the aggregate's current version is one of these."""
+        if current not in self.versions:
+            raise VersionMismatch(self, current)
+
+    def describe(self) -> str:
+        if not self.versions:
+            return "If-Match names no version (weak tags never match)"
+        return "expected version " + " or ".join(str(v) for v in sorted(self.versions))
+
+
+def check_version(expected: IfMatch | None, current: int) -> None:
+    """Checks a write's precondition; None (no If-Match, or `*`) accepts any version."""
+    if expected is not None:
+        expected.check(current)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain.common import Gone
+from domain.text import clean, clean_value
 
 STATUSES = ("active", "closed")
 
@@ -42,6 +43,7 @@ class Session(Aggregate):
         self.status = "active"
         self.started = False  # the bot's `start` dialog ran on the first message
         self.dialog_state: dict[str, Any] | None = None
+        self.dialog_sources: dict[str, str] = {}
 
     def may_be_seen_by(self, email: str) -> bool:
         return email in (self.owner, self.user_id)
@@ -63,11 +65,12 @@ class Session(Aggregate):
         suggestions: list[dict[str, Any]],
         source: str,
     ) -> None:
+        """Text a dialog or the LLM made is normalised (domain.text): every store holds it."""
         self._replied(
             message_id=message_id,
             reply_to=reply_to,
-            parts=parts,
-            suggestions=suggestions,
+            parts=[clean(str(part)) for part in parts],
+            suggestions=clean_value(suggestions),
             source=source,
         )
 
@@ -90,17 +93,29 @@ class Session(Aggregate):
     def _dialog_started(self) -> None:
         self.started = True
 
+    def suspend(self, state: dict[str, Any], sources: dict[str, str] | None = None) -> None:
+        """A HEAR waits: the machine's state is kept, with the deployed dialogs it runs
+        (sources: "name@version" -> dialog id, so a dialog deleted and re-created under the
+        same name never takes over this conversation)."""
+        self._suspended(state=clean_value(state), sources=clean_value(dict(sources or {})))
+
     @event("DialogSuspended", topic="gbserver.sessions.DialogSuspended")
-    def suspend(self, state: dict[str, Any]) -> None:
+    def _suspended(self, state: dict[str, Any], sources: dict[str, str] | None = None) -> None:
         self.dialog_state = state
+        self.dialog_sources = dict(sources or {})
 
     @event("DialogEnded", topic="gbserver.sessions.DialogEnded")
     def dialog_ended(self) -> None:
         self.dialog_state = None
+        self.dialog_sources = {}
+
+    def dialog_failed(self, dialog: str, line: int, message: str) -> None:
+        self._dialog_failed(dialog=clean(dialog), line=line, message=clean(message))
 
     @event("DialogFailed", topic="gbserver.sessions.DialogFailed")
-    def dialog_failed(self, dialog: str, line: int, message: str) -> None:
+    def _dialog_failed(self, dialog: str, line: int, message: str) -> None:
         self.dialog_state = None
+        self.dialog_sources = {}
 
     def close(self, actor: str) -> None:
         if self.status == "closed":
@@ -111,6 +126,7 @@ class Session(Aggregate):
     def _closed(self, actor: str) -> None:
         self.status = "closed"
         self.dialog_state = None
+        self.dialog_sources = {}
 
 
 class Memory(Aggregate):
@@ -126,6 +142,9 @@ class Memory(Aggregate):
         self.scope = scope
         self.values: dict[str, Any] = {}
 
-    @event("MemorySet", topic="gbserver.sessions.MemorySet")
     def set(self, key: str, value: Any) -> None:
+        self._set(key=clean(str(key)), value=clean_value(value))
+
+    @event("MemorySet", topic="gbserver.sessions.MemorySet")
+    def _set(self, key: str, value: Any) -> None:
         self.values[key] = value

@@ -11,6 +11,8 @@ from domain.common import Gone
 PRIORITIES = ("low", "medium", "high")
 STATUSES = ("pending", "completed", "cancelled")
 EDITABLE = ("title", "description", "due_date", "priority", "assignee")
+# What an assignee (who is not the owner) may change; the rest, and deleting, is the owner's.
+ASSIGNEE_MAY_CHANGE = ("description", "status")
 
 
 class Task(Aggregate):
@@ -41,6 +43,22 @@ class Task(Aggregate):
 
     def may_be_seen_by(self, email: str) -> bool:
         return email in (self.owner, self.assignee)
+
+    def is_owned_by(self, email: str) -> bool:
+        return email == self.owner
+
+    def changes(self, fields: dict[str, Any]) -> set[str]:
+        """The names of the given fields whose value differs from the task's."""
+        return {
+            name
+            for name, value in fields.items()
+            if name in (*EDITABLE, "status") and getattr(self, name) != value
+        }
+
+    def refused_to_assignee(self, fields: dict[str, Any]) -> list[str]:
+        """The changes among `fields` that only the owner may make (values that stay the
+        same are no change: a client may send the whole task back with a new status)."""
+        return sorted(self.changes(fields) - set(ASSIGNEE_MAY_CHANGE))
 
     def change(self, actor: str, fields: dict[str, Any]) -> None:
         """Applies the given fields; the status moves through its own events."""

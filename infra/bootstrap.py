@@ -16,23 +16,39 @@ from typing import Any, Protocol
 from api.auth import Authenticator
 from api.deps import Deps, InFlight
 from commands.admin import AdminCommands
+from commands.bots import BotCommands
 from commands.designer import DesignerCommands
 from commands.paper import PaperCommands
-from commands.sessions import SessionCommands
+from commands.sessions import Deployed, SessionCommands, TurnLimits
 from commands.tasks import TaskCommands
 from domain.basic import PlatformError
 from domain.common import rfc3339
 from infra.cache import TtlCache
 from infra.config import Settings
 from infra.eventstore import EventStoreAdapter, GBApplication
-from infra.kafka import KafkaProjector, Partitioned, Relay
+from infra.kafka import FeedMonitor, FeedState, KafkaProjector, Partitioned, Relay, relay_lock
 from infra.llm import ChatCompletions
 from infra.pgnotify import LogListener
 from infra.readstore import PostgresReadStore, SQLiteReadStore, open_read_store
-from infra.runner import Consistency, LogSignal, Positions, ProjectionWorker, SingleLog
+from infra.runner import (
+    Consistency,
+    LogSignal,
+    Positions,
+    ProjectionWorker,
+    SingleLog,
+    TrackedPositions,
+)
 from projections.admin import TokensProjection
+from projections.bots import BotsProjection
 from projections.core import Projection, ReadStore
-from projections.designer import DesignerProjection, dialog_names, dialog_source, live_dialog
+from projections.designer import (
+    DeployedSource,
+    DesignerProjection,
+    deployed_source,
+    dialog_names,
+    dialog_source,
+    live_dialog,
+)
 from projections.paper import PaperProjection
 from projections.sessions import SessionsProjection
 from projections.tasks import TasksProjection
@@ -45,6 +61,7 @@ PROJECTIONS: tuple[type[Projection], ...] = (
     PaperProjection,
     DesignerProjection,
     SessionsProjection,
+    BotsProjection,
 )
 
 
@@ -54,13 +71,18 @@ class DesignerCatalog:
     def __init__(self, read: ReadStore) -> None:
         self.read = read
 
-    def live(self, bot_id: str, name: str) -> tuple[int, str] | None:
-        found = live_dialog(self.read, bot_id, name)
-        return None if found is None else (found.version, found.content)
+    def live(self, bot_id: str, name: str) -> Deployed | None:
+        return _deployed(live_dialog(self.read, bot_id, name))
 
-    def source(self, bot_id: str, name: str, version: int) -> str | None:
-        found = dialog_source(self.read, bot_id, name, version)
-        return None if found is None else found.content
+    def source(self, bot_id: str, name: str, version: int) -> Deployed | None:
+        return _deployed(dialog_source(self.read, bot_id, name, version))
+
+    def exact(self, dialog_id: str, version: int) -> Deployed | None:
+        return _deployed(deployed_source(self.read, dialog_id, version))
+
+
+def _deployed(found: DeployedSource | None) -> Deployed | None:
+    return None if found is None else Deployed(found.id, found.version, found.content)
 
 
 JOIN_SECONDS = 20.0
@@ -70,6 +92,11 @@ class Worker(Protocol):
     name: str
     error: str | None
     ready: threading.Event
+
+    @property
+    def stalled(self) -> bool:
+        """A read model stuck on the log (an event it cannot apply), not a passing outage."""
+        ...
 
     def start(self) -> None: ...
 
@@ -87,6 +114,7 @@ class Services:
     positions: Positions = field(default_factory=Positions)
     workers: list[Worker] = field(default_factory=list)
     relay: Relay | None = None
+    monitor: FeedMonitor | None = None  # the Kafka feed's health, as every process sees it
     cache: TtlCache[str, Any] = field(default_factory=lambda: TtlCache(60.0))
     started: float = field(default_factory=time.monotonic)
     closed: bool = False
@@ -125,6 +153,8 @@ class Services:
                 s.kafka_bootstrap,
                 s.kafka_topic,
                 s.kafka_partitions,
+                lock=relay_lock(s),
+                readers={p.name: p.topics for p in self.projections.values()},
             )
             workers.append(self.relay)
         if projectors:
@@ -169,21 +199,25 @@ class Services:
 
     def deps(self) -> Deps:
         s = self.settings
-        relay = self.relay
+        monitor = self.feed_monitor()
         consistency = Consistency(
             self.projections.values(),
             self.positions,
             self.signal,
             self.events.max_notification_id,
-            layout=Partitioned(s.kafka_partitions) if s.uses_kafka else SingleLog(),
-            stored_position=self.stored_position,
-            feed_ok=(lambda: relay.healthy) if relay else (lambda: True),
+            layout=(
+                Partitioned(s.kafka_partitions, FeedState(self.read, s.kafka_topic))
+                if s.uses_kafka
+                else SingleLog()
+            ),
+            stored_positions=TrackedPositions(self.read),
+            feed_ok=monitor.ok if monitor else (lambda: True),
         )
         authenticator = Authenticator(
             self.read,
             self.cache,
             self.settings.admin_token,
-            lambda probe: consistency.find(["tokens"], probe, 1.0),
+            AdminCommands(self.events).token_by_hash,  # no wait on the tokens projection
         )
         return Deps(
             read=self.read,
@@ -194,8 +228,20 @@ class Services:
             designer=DesignerCommands(
                 self.events, lambda bot_id: dialog_names(self.read, bot_id), http_allowed=False
             ),
+            bots=BotCommands(self.events),
             admin=AdminCommands(self.events),
-            sessions=SessionCommands(self.events, DesignerCatalog(self.read), self.llm),
+            sessions=SessionCommands(
+                self.events,
+                DesignerCatalog(self.read),
+                self.llm,
+                limits=TurnLimits(
+                    max_state_bytes=s.turn_max_state_bytes,
+                    max_value_bytes=s.turn_max_value_bytes,
+                    max_event_bytes=s.turn_max_event_bytes,
+                    max_calls=s.turn_max_calls,
+                    seconds=s.turn_seconds,
+                ),
+            ),
             consistency=consistency,
             consistency_timeout=self.settings.consistency_timeout,
             authenticator=authenticator,
@@ -205,6 +251,14 @@ class Services:
             max_body_bytes=self.settings.max_body_bytes,
             in_flight=InFlight(),
         )
+
+    def feed_monitor(self) -> FeedMonitor | None:
+        """The Kafka feed's health from the relay's shared heartbeat (None without Kafka)."""
+        s = self.settings
+        if s.uses_kafka and self.monitor is None:
+            state = FeedState(self.read, s.kafka_topic)
+            self.monitor = FeedMonitor(state, self.events.max_notification_id)
+        return self.monitor
 
     def stored_position(self, key: str) -> int:
         """A projection's recorded position for a key (`tasks`, or `tasks:p3` whose projection
@@ -229,11 +283,26 @@ class Services:
         both = components["event_store"] == components["read_store"] == "ok"
         components["database"] = "ok" if both else "error"
         components["llm"] = self._llm_status()
-        stuck = [w.name for w in self.workers if w.error and not isinstance(w, Relay)]
+        # A projection is stalled when its worker's last attempt failed on the log (not on a
+        # storage outage, which the store checks report) and it has not applied the log's end
+        # (a projection worker that failed once but caught up since is fine).
+        try:
+            end: int | None = self.events.max_notification_id()
+        except Exception:  # noqa: BLE001 - the event store's own check reports it
+            end = None
+        stuck = [w.name for w in self.workers if self._stalled(w, end)]
         components["projections"] = "error" if stuck else "ok"
         if self.settings.uses_kafka:
-            components["kafka"] = "ok" if self.relay is None or self.relay.healthy else "error"
+            monitor = self.feed_monitor()
+            components["kafka"] = "ok" if monitor is None or monitor.ok() else "error"
         return components
+
+    def _stalled(self, worker: Worker, end: int | None) -> bool:
+        if not worker.stalled:
+            return False
+        if isinstance(worker, ProjectionWorker):  # failed once, but has caught up since
+            return end is None or self.positions.at(worker.projection.name) < end
+        return True
 
     @property
     def llm(self) -> ChatCompletions | None:

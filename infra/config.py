@@ -30,6 +30,12 @@ class Settings:
     kafka_topic: str = "gbserver.events"
     kafka_partitions: int = 6
     kafka_group: str = "gbserver.events.projectors"
+    # One dialog turn (commands.sessions.TurnLimits); sizes are bytes of JSON.
+    turn_max_state_bytes: int = 256 * 1024
+    turn_max_value_bytes: int = 64 * 1024
+    turn_max_event_bytes: int = 384 * 1024
+    turn_max_calls: int = 10
+    turn_seconds: float = 10.0
 
     @property
     def uses_kafka(self) -> bool:
@@ -64,7 +70,13 @@ class Settings:
             kafka_topic=topic,
             kafka_partitions=_int(env, "GB_KAFKA_PARTITIONS", 6, minimum=1),
             kafka_group=env.get("GB_KAFKA_GROUP", "").strip() or f"{topic}.projectors",
+            turn_max_state_bytes=_int(env, "GB_TURN_MAX_STATE_BYTES", 256 * 1024, minimum=1024),
+            turn_max_value_bytes=_int(env, "GB_TURN_MAX_VALUE_BYTES", 64 * 1024, minimum=256),
+            turn_max_event_bytes=_int(env, "GB_TURN_MAX_EVENT_BYTES", 384 * 1024, minimum=4096),
+            turn_max_calls=_int(env, "GB_TURN_MAX_CALLS", 10, minimum=1),
+            turn_seconds=_float(env, "GB_TURN_SECONDS", 10.0),
         )
+        _check_turn_limits(settings)
         if settings.uses_postgres:
             settings.postgres_env()  # a malformed URL is a config error, not a crash later
         return settings
@@ -113,6 +125,29 @@ class Settings:
             # collide.
             "POSTGRES_SCHEMA": "public",
         }
+
+
+# A turn's events must stay well inside the event store's 512 KiB per event
+# (commands.ports.MAX_EVENT_BYTES), with room for the rest of each event.
+TURN_EVENT_BYTES_CEILING = 448 * 1024
+
+
+def _check_turn_limits(s: Settings) -> None:
+    if s.turn_max_event_bytes > TURN_EVENT_BYTES_CEILING:
+        raise ConfigError(
+            f"GB_TURN_MAX_EVENT_BYTES must be at most {TURN_EVENT_BYTES_CEILING}"
+            f" (events are at most 512 KiB), got {s.turn_max_event_bytes}"
+        )
+    if s.turn_max_state_bytes > s.turn_max_event_bytes:
+        raise ConfigError(
+            "GB_TURN_MAX_STATE_BYTES must be at most GB_TURN_MAX_EVENT_BYTES"
+            f" ({s.turn_max_event_bytes}), got {s.turn_max_state_bytes}"
+        )
+    if s.turn_max_value_bytes > s.turn_max_state_bytes:
+        raise ConfigError(
+            "GB_TURN_MAX_VALUE_BYTES must be at most GB_TURN_MAX_STATE_BYTES"
+            f" ({s.turn_max_state_bytes}), got {s.turn_max_value_bytes}"
+        )
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:

@@ -2,30 +2,56 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import inspect
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+from contextlib import contextmanager, suppress
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar, cast
 from uuid import UUID
 
 import psycopg
 import psycopg_pool
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.domain import DomainEventProtocol, Snapshot
 from eventsourcing.persistence import (
+    AggregateRecorder,
+    EventStore,
     IntegrityError,
     InterfaceError,
+    Mapper,
     Notification,
     OperationalError,
     Recording,
+    StoredEvent,
+    Transcoder,
 )
-from eventsourcing.postgres import PostgresApplicationRecorder
-from eventsourcing.utils import get_topic
+from eventsourcing.postgres import (
+    PostgresAggregateRecorder,
+    PostgresApplicationRecorder,
+    PostgresFactory,
+)
+from eventsourcing.utils import get_topic, resolve_topic
 
-from commands.ports import ConcurrencyConflict, NotFound, Saved, StoreUnavailable
+from commands.ports import (
+    MAX_EVENT_BYTES,
+    ConcurrencyConflict,
+    EventTooLarge,
+    NotFound,
+    Saved,
+    StoreUnavailable,
+    StoreUnreachable,
+)
+from domain.paper import PaperDocument
+from domain.sessions import Memory, Session
 from infra.config import Settings
+from infra.transcoder import DataTranscoder
 
 APP_NAME = "gbserver"
 
@@ -85,7 +111,7 @@ def schema_lock(settings: Settings) -> Iterator[None]:
     try:
         conn = connect(settings)
     except psycopg.Error as e:
-        raise StoreUnavailable(f"cannot connect to PostgreSQL {where}: {e}") from e
+        raise StoreUnreachable(f"cannot connect to PostgreSQL {where}: {e}") from e
     try:
         conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
         yield
@@ -160,6 +186,13 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
     max_notification_id = single_attempt(PostgresApplicationRecorder.max_notification_id)
 
 
+class PostgresSnapshotRecorder(PostgresAggregateRecorder):
+    """The library's snapshot recorder, each operation tried once (like the events')."""
+
+    insert_events = single_attempt(PostgresAggregateRecorder.insert_events)
+    select_events = single_attempt(PostgresAggregateRecorder.select_events)
+
+
 class Breaker:
     """Fails fast while PostgreSQL is unreachable; notices by itself when it is back."""
 
@@ -188,7 +221,7 @@ class Breaker:
         """Raises StoreUnavailable at once while open (a plain read: no lock to wait for)."""
         since = self._down_since
         if since is not None:
-            raise StoreUnavailable(
+            raise StoreUnreachable(
                 f"PostgreSQL unreachable for {time.monotonic() - since:.1f} s ({self._reason})"
             )
 
@@ -269,11 +302,137 @@ def store_errors(breaker: Breaker | None = None) -> Iterator[None]:
     except (OperationalError, InterfaceError) as e:
         if breaker is not None and is_connection_failure(e):
             breaker.trip(first_line(e))
+            raise StoreUnreachable(str(e)) from e
         raise StoreUnavailable(str(e)) from e
+
+
+class BoundedMapper(Mapper[UUID]):
+    """The library's mapper, refusing an event whose encoded state exceeds MAX_EVENT_BYTES.
+
+    The bound is on the stored state: what the notification log stores and the Kafka relay
+    publishes (the transcoder's JSON; gbserver configures no compressor or cipher).
+    Application.save maps every event of a save before inserting any, so a refused event
+    leaves nothing of its command behind. Snapshots are mapped by a plain Mapper: they are
+    stored apart from the log, never published, and taken after the save has committed.
+    """
+
+    def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
+        stored = super().to_stored_event(domain_event)
+        if len(stored.state) > MAX_EVENT_BYTES:
+            raise EventTooLarge(stored.topic, len(stored.state))
+        return stored
+
+
+# Aggregates whose streams grow long: a snapshot every SNAPSHOT_INTERVAL events, so that
+# loading one reads its newest snapshot and the events after it, not the whole stream.
+# Snapshots live in a table of their own (SQLite "stored_snapshots", PostgreSQL
+# "gbserver_snapshots"): the notification log, the projections, their rebuilds and the
+# Kafka relay never see them; paper history and past versions read the events themselves.
+SNAPSHOT_INTERVAL = 50
+
+
+@lru_cache
+def code_stamp(aggregate_class: type[Any]) -> str:
+    """What a snapshot of this class depends on: its module's source and the library.
+
+    A snapshot is the aggregate's attributes as the code of its time left them; restored by
+    newer code (an attribute added, a mutator changed) it would not match what replaying
+    the events gives. Snapshots whose stamp differs are ignored, and the aggregate is
+    loaded from its events until the next interval snapshots it again.
+    """
+    digest = hashlib.sha256(aggregate_class.__qualname__.encode())
+    module = sys.modules.get(aggregate_class.__module__)
+    source = getattr(module, "__file__", None)
+    with suppress(OSError):  # no source to read: the name and the library's version count
+        digest.update(Path(source).read_bytes() if source else b"")
+    with suppress(importlib.metadata.PackageNotFoundError):
+        digest.update(importlib.metadata.version("eventsourcing").encode())
+    return digest.hexdigest()[:16]
+
+
+class SnapshotMapper(Mapper[UUID]):
+    """The library's mapper, stamping each snapshot with `code_stamp` of its aggregate."""
+
+    def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
+        aggregate_class = resolve_topic(cast(Snapshot, domain_event).topic)
+        object.__setattr__(domain_event, "code", code_stamp(aggregate_class))
+        return super().to_stored_event(domain_event)
+
+
+class SnapshotStore(EventStore[UUID]):
+    """The snapshots' store: one that cannot be used (another code's, undecodable) is
+    skipped, so the repository falls back on the events rather than failing the load."""
+
+    def get(
+        self,
+        originator_id: UUID,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[DomainEventProtocol[UUID]]:
+        stored = self.recorder.select_events(
+            originator_id=originator_id, gt=gt, lte=lte, desc=desc, limit=limit
+        )
+        for record in stored:
+            try:
+                snapshot = cast(Snapshot, self.mapper.to_domain_event(record))
+                current = code_stamp(resolve_topic(snapshot.topic))
+            except Exception:  # noqa: BLE001 - a snapshot is an optimisation
+                log.warning("unreadable snapshot of %s skipped", originator_id, exc_info=True)
+                continue
+            if getattr(snapshot, "code", None) == current:
+                yield snapshot
 
 
 class GBApplication(Application[UUID]):
     name = APP_NAME
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {
+        Session: SNAPSHOT_INTERVAL,
+        Memory: SNAPSHOT_INTERVAL,
+        PaperDocument: SNAPSHOT_INTERVAL,
+    }
+
+    def construct_transcoder(self) -> Transcoder:
+        """The library's JSON format and transcodings, user data never read as a type."""
+        transcoder = DataTranscoder()
+        self.register_transcodings(transcoder)  # the library's: UUID, Decimal, datetime
+        return transcoder
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        return self.factory.mapper(
+            transcoder=self.construct_transcoder(), mapper_class=BoundedMapper
+        )
+
+    def construct_snapshot_store(self) -> EventStore[UUID]:
+        factory = self.factory
+        recorder: AggregateRecorder
+        if isinstance(factory, PostgresFactory):
+            # factory.aggregate_recorder(purpose="snapshots"), tried once per operation
+            recorder = PostgresSnapshotRecorder(
+                datastore=factory.datastore,
+                events_table_name=f"{factory.env.name.lower() or 'stored'}_snapshots",
+            )
+            if factory.env_create_table():
+                recorder.create_table()
+        else:
+            recorder = factory.aggregate_recorder(purpose="snapshots")
+        mapper = SnapshotMapper(
+            transcoder=self.mapper.transcoder,
+            compressor=self.mapper.compressor,
+            cipher=self.mapper.cipher,
+        )
+        return SnapshotStore(mapper=mapper, recorder=recorder)
+
+    def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
+        # The save has committed: a snapshot that cannot be taken now (an outage, old
+        # data) must not turn it into an error, nor skip the listeners; the aggregate
+        # loads from its events meanwhile, and the next interval snapshots it again.
+        try:
+            super()._take_snapshots(processing_event)
+        except Exception:  # noqa: BLE001 - a snapshot is an optimisation
+            log.warning("taking a snapshot failed; it is retried later", exc_info=True)
 
     def __init__(self, settings: Settings) -> None:
         with schema_lock(settings):  # the library creates its tables here

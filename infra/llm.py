@@ -39,7 +39,7 @@ class ChatCompletions:
         except ValueError as e:
             raise PlatformError("the LLM answered something that is not JSON") from e
 
-    def complete(self, system: str, prompt: str) -> str:
+    def complete(self, system: str, prompt: str, timeout: float | None = None) -> str:
         answer = self._request(
             "/chat/completions",
             {
@@ -49,7 +49,7 @@ class ChatCompletions:
                     {"role": "user", "content": prompt},
                 ],
             },
-            self.timeout,
+            self.timeout if timeout is None else max(0.001, min(self.timeout, timeout)),
         )
         try:
             content = answer["choices"][0]["message"]["content"]

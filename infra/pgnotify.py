@@ -33,6 +33,11 @@ class LogListener:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
+    @property
+    def stalled(self) -> bool:
+        """Never: it only wakes the workers, and fails only when PostgreSQL does."""
+        return False
+
     def start(self) -> None:
         self._thread.start()
 

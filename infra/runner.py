@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from eventsourcing.persistence import Tracking
 
-from commands.ports import Saved, StoreUnavailable
+from commands.ports import Saved, StoreUnavailable, StoreUnreachable
 from infra.eventstore import APP_NAME, EventStoreAdapter
+from infra.readstore import PostgresReadStore, SQLiteReadStore
 from projections.core import Projection
 
 log = logging.getLogger("gbserver.projections")
@@ -127,6 +128,9 @@ class ProjectionWorker:
         self.ready.set()  # reads the log directly: nothing to join
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self.error: str | None = None
+        # The error is the storage's outage (health reports the store), not this read model
+        # failing on an event: it is not stalled, it waits.
+        self.outage = False
 
     def start(self) -> None:
         self._thread.start()
@@ -135,6 +139,11 @@ class ProjectionWorker:
         self._stop.set()
         self.signal.wake_all()  # so the thread sees the stop flag
         self._thread.join(timeout=10)
+
+    @property
+    def stalled(self) -> bool:
+        """Failing on the log itself (an event it cannot apply), not waiting for storage."""
+        return self.error is not None and not self.outage
 
     def _run(self) -> None:
         backoff = 0.1
@@ -150,6 +159,7 @@ class ProjectionWorker:
                 if self.error is None:
                     log.warning("projection %s waits for storage: %s", self.projection.name, e)
                 self.error = f"{type(e).__name__}: {e}"
+                self.outage = isinstance(e, StoreUnreachable)
                 self._stop.wait(0.2)
             except Exception as e:  # noqa: BLE001 - a worker must outlive any one failure
                 if self.error is None:
@@ -157,6 +167,7 @@ class ProjectionWorker:
                         "projection %s failed after %s; retrying", self.projection.name, position
                     )
                 self.error = f"{type(e).__name__}: {e}"
+                self.outage = False
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -165,12 +176,13 @@ class ProjectionWorker:
         while not self._stop.is_set():
             scanned_to = self.events.max_notification_id()
             batch = read_batch(self.events, position, BATCH, topics)
-            self.error = None  # the store answers again
             if batch:
                 self.projection.process_batch(batch)
+                self.error = None  # cleared once a batch applies, never before: health reads it
                 position = batch[-1][1].notification_id
                 self.positions.advanced(self.projection.name, position)
                 continue
+            self.error = None  # the store answers and nothing is left to apply
             # Everything up to scanned_to is applied: the log holds nothing else for us.
             self.positions.advanced(self.projection.name, scanned_to)
             self.signal.wait_beyond(scanned_to, topics, POLL_SECONDS)
@@ -181,6 +193,11 @@ class Layout(Protocol):
 
     def key(self, projection: str, aggregate_id: str) -> str: ...
 
+    def horizon(self, names: Collection[str], log_end: int) -> dict[str, int] | None:
+        """The positions these projections must reach to hold every event up to log_end,
+        or None when the feed cannot tell yet."""
+        ...
+
 
 class SingleLog:
     """The embedded feed delivers the log in one order: one position per projection."""
@@ -188,14 +205,51 @@ class SingleLog:
     def key(self, projection: str, aggregate_id: str) -> str:
         return projection
 
+    def horizon(self, names: Collection[str], log_end: int) -> dict[str, int] | None:
+        return dict.fromkeys(names, log_end)
+
+
+class TrackedPositions:
+    """The positions recorded in the read store's tracking table for some projections
+    (`tasks`, and `tasks:p0`... on a partitioned feed), in one query: what every process's
+    workers have applied, not only this one's."""
+
+    def __init__(self, read: SQLiteReadStore | PostgresReadStore) -> None:
+        self.read = read
+
+    def __call__(self, names: Collection[str]) -> dict[str, int]:
+        if not names:
+            return {}
+        where = " OR ".join(["application_name = ? OR application_name LIKE ?"] * len(names))
+        params = [p for n in names for p in (n, f"{n}:%")]
+        with self.read.read() as sql:
+            sql.execute(
+                "SELECT application_name, notification_id"
+                f" FROM {self.read._tracking_table()} WHERE {where}",
+                params,
+            )
+            rows = sql.fetchall()
+        wanted = set(names)
+        return {
+            r["application_name"]: int(r["notification_id"])
+            for r in rows
+            if r["notification_id"] is not None and r["application_name"].split(":", 1)[0] in wanted
+        }
+
+
+def _projection(key: str) -> str:
+    return key.split(":", 1)[0]
+
 
 class Consistency:
     """Read-your-writes: wait until the projections that read a save's topics have it.
 
     Workers in this process wake the waiter as they advance; progress made by workers in
     other processes (`serve --no-workers`, or a consumer group's other members) is seen by
-    reading the tracking table between ever longer waits.
+    reading the tracking table between ever longer waits (at most POLL_PAUSE apart).
     """
+
+    POLL_PAUSE = 0.1
 
     def __init__(
         self,
@@ -205,7 +259,7 @@ class Consistency:
         log_end: Callable[[], int],
         *,
         layout: Layout,
-        stored_position: Callable[[str], int],
+        stored_positions: Callable[[Collection[str]], dict[str, int]],
         feed_ok: Callable[[], bool] = lambda: True,
     ) -> None:
         self._projections = list(projections)
@@ -213,7 +267,7 @@ class Consistency:
         self._signal = signal
         self._log_end = log_end
         self._layout = layout
-        self._stored_position = stored_position
+        self._stored = stored_positions
         self._feed_ok = feed_ok
 
     def targets(self, saved: Saved) -> dict[str, int]:
@@ -226,8 +280,8 @@ class Consistency:
         return targets
 
     def wait(self, saved: Saved, timeout: float) -> bool:
-        """True when every projection concerned has the save; False on timeout, or at once
-        when the feed is known to be down (the write is safe in the log; reads lag)."""
+        """True when every projection concerned has the save; False on timeout, or as soon
+        as the feed is known to be down (the write is safe in the log; reads lag)."""
         targets = self.targets(saved)
         if not targets:
             return True
@@ -235,47 +289,69 @@ class Consistency:
             return False
         return self._reach(targets, time.monotonic() + timeout)
 
+    def _seen(self, names: Collection[str]) -> dict[str, int]:
+        """Every position of these projections: this process's workers' and the stored."""
+        seen = self._positions.snapshot(tuple(names))
+        for key, position in self._stored(names).items():
+            seen[key] = max(seen.get(key, 0), position)
+        return seen
+
+    @staticmethod
+    def _at(seen: dict[str, int], key: str) -> int:
+        """A key's position; a projection's own (written by a rebuild) counts for its parts."""
+        return max(seen.get(key, 0), seen.get(_projection(key), 0))
+
     def _reach(self, targets: dict[str, int], deadline: float) -> bool:
+        names = {_projection(k) for k in targets}
         pause = 0.005
         while True:
             if self._positions.wait_for(targets, min(deadline, time.monotonic() + pause)):
                 return True
-            if all(self._stored_position(k) >= nid for k, nid in targets.items()):
+            seen = self._seen(names)
+            if all(self._at(seen, k) >= nid for k, nid in targets.items()):
                 return True
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or not self._feed_ok():
                 return False
-            pause = min(pause * 2, 0.1)
+            pause = min(pause * 2, self.POLL_PAUSE)
 
     def find(self, names: Iterable[str], probe: Callable[[], T | None], timeout: float) -> T | None:
         """Probes the read model; while the probe finds nothing and these projections are
-        still taking in newer events (written by anyone, anywhere), probes again.
+        still taking in events the log holds (written by anyone, anywhere), probes again.
 
         For what other processes wrote: a token issued by `gbserver token create`, the
-        resource of an Idempotency-Key whose first request is still on its way.
+        resource of an Idempotency-Key whose first request is still on its way. Answers
+        None at once when the projections had the whole log before the probe; otherwise
+        probes again each time one of them advances, and once more at the deadline.
         """
         deadline = time.monotonic() + timeout
         wanted = tuple(names)
         while True:
-            # Positions are read before the probe: what the probe saw is at least that far.
-            seen = self._positions.snapshot(wanted)
-            seen.update({n: max(seen.get(n, 0), self._stored_position(n)) for n in wanted})
+            # In this order: what the log holds, how far the projections are, then the
+            # probe, which sees at least that far.
+            horizon = self._layout.horizon(wanted, self._log_end())
+            seen = self._seen(wanted)
             found = probe()
             if found is not None or time.monotonic() >= deadline:
                 return found
-            if not self._advanced(wanted, seen, deadline):
-                return found
+            if horizon is not None and all(self._at(seen, k) >= nid for k, nid in horizon.items()):
+                return None  # the read model held every event in the log: it is not there
+            self._advanced(wanted, seen, deadline)
 
     def _advanced(self, names: tuple[str, ...], seen: dict[str, int], deadline: float) -> bool:
-        """Waits for these projections to go past what the last probe saw; False when the log
-        holds nothing newer for them, or at the deadline."""
+        """Waits for one of these projections to go past what the last probe saw, here or in
+        another process; False at the deadline."""
         self._signal.wake_all()  # the writer may be another process: look now
-        if isinstance(self._layout, SingleLog):
-            end = self._log_end()
-            if all(seen[n] >= end for n in names):
+        pause = 0.005
+        while True:
+            if self._positions.wait_for_change(
+                names, seen, min(deadline, time.monotonic() + pause)
+            ):
+                return True
+            if any(p > seen.get(k, 0) for k, p in self._stored(names).items()):
+                return True
+            if time.monotonic() >= deadline:
                 return False
-            return self._reach(dict.fromkeys(names, end), deadline)
-        # A partitioned feed cannot tell where the newest events went: wait for any advance.
-        return self._positions.wait_for_change(names, seen, deadline)
+            pause = min(pause * 2, self.POLL_PAUSE)
 
 
 def rebuild(

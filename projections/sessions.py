@@ -7,7 +7,10 @@ from typing import Any
 import msgspec
 
 from domain.common import Actor, Forbidden, rfc3339
-from projections.core import Pagination, Projection, ReadStore, Sql, handles
+from projections.core import Page, Pagination, Projection, ReadStore, Sql, handles, page
+
+# A session's view embeds its latest messages only; the rest are paged (list_messages).
+RECENT_MESSAGES = 50
 
 SESSION_COLUMNS = "id, bot_id, user_id, owner, status, metadata, created_at, last_activity"
 MESSAGE_COLUMNS = "id, session_id, seq, role, content, kind, parts, suggestions, timestamp"
@@ -42,7 +45,8 @@ class SessionDetail(msgspec.Struct):
     created_at: str
     last_activity: str
     metadata: dict[str, Any]
-    messages: list[MessageView]
+    messages: list[MessageView]  # the latest RECENT_MESSAGES, oldest first
+    message_count: int  # all of them: GET /api/sessions/:id/messages pages through them
 
 
 class SessionList(msgspec.Struct):
@@ -177,21 +181,52 @@ def _visible(actor: Actor, row: dict[str, Any]) -> bool:
     return actor.is_admin or actor.email in (row["owner"], row["user_id"])
 
 
+def _visible_session(sql: Sql, session_id: str, actor: Actor) -> dict[str, Any] | None:
+    sql.execute(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,))
+    row = sql.fetchone()
+    if row is not None and not _visible(actor, row):
+        raise Forbidden(f"session {session_id} belongs to another user")
+    return row
+
+
+def _count_messages(sql: Sql, session_id: str) -> int:
+    sql.execute("SELECT COUNT(*) AS n FROM session_messages WHERE session_id = ?", (session_id,))
+    counted = sql.fetchone()
+    return int(counted["n"]) if counted else 0
+
+
 def get_session(store: ReadStore, session_id: str, actor: Actor) -> SessionDetail | None:
+    """The session with its latest RECENT_MESSAGES messages (oldest first) and their count."""
     with store.read() as sql:
-        sql.execute(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,))
-        row = sql.fetchone()
+        row = _visible_session(sql, session_id, actor)
         if row is None:
             return None
-        if not _visible(actor, row):
-            raise Forbidden(f"session {session_id} belongs to another user")
+        count = _count_messages(sql, session_id)
         sql.execute(
-            f"SELECT {MESSAGE_COLUMNS} FROM session_messages WHERE session_id = ? ORDER BY seq",
-            (session_id,),
+            f"SELECT {MESSAGE_COLUMNS} FROM session_messages WHERE session_id = ?"
+            " ORDER BY seq DESC LIMIT ?",
+            (session_id, RECENT_MESSAGES),
         )
-        messages = [_message(m) for m in sql.fetchall()]
+        messages = [_message(m) for m in reversed(sql.fetchall())]
     view = _session(row)
-    return SessionDetail(**msgspec.structs.asdict(view), messages=messages)
+    return SessionDetail(**msgspec.structs.asdict(view), messages=messages, message_count=count)
+
+
+def list_messages(
+    store: ReadStore, session_id: str, actor: Actor, limit: int, offset: int
+) -> Page[MessageView] | None:
+    """A page of the session's messages, oldest first; None when there is no such session."""
+    with store.read() as sql:
+        if _visible_session(sql, session_id, actor) is None:
+            return None
+        total = _count_messages(sql, session_id)
+        sql.execute(
+            f"SELECT {MESSAGE_COLUMNS} FROM session_messages WHERE session_id = ?"
+            " ORDER BY seq LIMIT ? OFFSET ?",
+            (session_id, limit, offset),
+        )
+        found = [_message(m) for m in sql.fetchall()]
+    return page(found, total, limit, offset)
 
 
 def get_message(store: ReadStore, message_id: str) -> MessageView | None:

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests import profiles
+from tests.fakellm import FakeLlm
 from tests.profiles import Profile
 from tests.server import ServerProcess
 
@@ -67,3 +68,10 @@ def fresh_server(profile: Profile, tmp_path: Path) -> Iterator[Callable[..., Ser
     yield start
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture
+def llm() -> Iterator[FakeLlm]:
+    fake = FakeLlm()
+    yield fake
+    fake.close()

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from uuid import UUID
 
 import httpx
+import msgspec
+import pytest
 
-from tests.server import ServerProcess
+from commands.admin import BOOTSTRAP_USER, AdminCommands, IssueToken, hash_token
+from domain.admin import ApiToken
+from domain.common import Actor
+from infra.bootstrap import Services
+from infra.config import Settings
+from infra.runner import rebuild
+from tests.profiles import Profile
+from tests.server import ServerProcess, gbserver
 
 
 def test_no_token_is_401(server: ServerProcess) -> None:
@@ -110,3 +123,91 @@ def test_admin_tokens_validate_input(admin: httpx.Client) -> None:
     assert (
         admin.post("/api/admin/tokens", json={"user": "a@b.co", "role": "root"}).status_code == 400
     )
+
+
+# --- token checks never wait for the tokens projection (issue 7, reproduction 7) -------------
+
+
+def _never_wait(*_: object, **__: object) -> bool:
+    raise AssertionError("a token check waited for a projection")
+
+
+def test_token_checks_read_the_token_and_never_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the real composition root, with no projection running (the tokens read model
+    never moves) and every projection wait replaced by a failure: a token issued a moment
+    ago authenticates, and unknown and revoked tokens are refused, all without waiting."""
+    services = Services.open(Settings(data_dir=tmp_path, admin_token=""))
+    try:
+        monkeypatch.setattr(services.positions, "wait_for", _never_wait)
+        monkeypatch.setattr(services.positions, "wait_for_change", _never_wait)
+        monkeypatch.setattr(services.signal, "wait_beyond", _never_wait)
+        deps = services.deps()
+        auth = deps.authenticator
+        root = Actor("root@example.com", is_admin=True)
+
+        bootstrap = AdminCommands(services.events).bootstrap_admin()
+        assert bootstrap is not None
+        assert auth.lookup(bootstrap) == Actor(BOOTSTRAP_USER, is_admin=True)
+
+        issued_id, secret, _ = deps.admin.issue(
+            root, msgspec.convert({"user": "Fresh@Example.com"}, IssueToken)
+        )
+        assert auth.lookup(secret) == Actor("fresh@example.com")
+        assert auth.lookup("gb_" + "x" * 43) is None  # unknown
+        deps.admin.revoke(root, UUID(issued_id))
+        assert auth.lookup(secret) is None  # revoked: the log says so, no read model needed
+
+        # A token issued before ids derived from hashes (a random id) is found in the read
+        # model, without waiting for it either.
+        legacy_secret = "gb_legacy_" + uuid.uuid4().hex
+        legacy = ApiToken("old@example.com", "admin", hash_token(legacy_secret), "gbserver")
+        services.events.save(legacy)
+        assert auth.lookup(legacy_secret) is None  # not projected yet, and nothing waits
+        rebuild(services.projections["tokens"], services.events, lambda *_: None)
+        assert auth.lookup(legacy_secret) == Actor("old@example.com", is_admin=True)
+        assert auth.lookup(secret) is None  # the read model does not revive a revoked token
+        deps.admin.revoke(root, legacy.id)
+        rebuild(services.projections["tokens"], services.events, lambda *_: None)
+        assert auth.lookup(legacy_secret) is None
+    finally:
+        services.close()
+
+
+def test_tokens_work_at_once_while_the_read_models_stand_still(
+    profile: Profile, tmp_path: Path
+) -> None:
+    """A server with no projection running (`serve --no-workers`, nothing else feeding the
+    read models): a token from `gbserver token create` and one from the API authenticate on
+    their first use, and a revoked token is refused although the read model still lists it
+    as active."""
+    env = {**profile.env(), "GB_CONSISTENCY_TIMEOUT": "0.2"}
+    srv = ServerProcess(tmp_path / "data", env, args=("--no-workers",)).start()
+    try:
+        created = gbserver("token", "create", "--user", "cli@example.com", env=srv.env)
+        with srv.client(created.stdout.strip()) as cli_user:
+            assert cli_user.get("/api/tasks").status_code == 200
+
+        with srv.client() as admin:
+            r = admin.post("/api/admin/tokens", json={"user": "api@example.com"})
+            assert r.status_code == 201, r.text
+            issued = r.json()
+            with srv.client(issued["token"]) as api_user:
+                assert api_user.get("/api/tasks").status_code == 200
+                assert admin.delete(f"/api/admin/tokens/{issued['id']}").status_code in (202, 204)
+                refused = api_user.get("/api/tasks")
+                assert refused.status_code == 401
+                assert refused.json()["error"]["code"] == "UNAUTHORIZED"
+
+        # Many bad tokens at once are all answered, and a good token still is.
+        def attempt(token: str) -> int:
+            with srv.client(token) as c:
+                return c.get("/api/tasks").status_code
+
+        bad = [f"gb_unknown_{i}" for i in range(60)]
+        with ThreadPoolExecutor(max_workers=30) as pool:
+            answers = list(pool.map(attempt, [*bad, created.stdout.strip()]))
+        assert answers == [401] * len(bad) + [200]
+    finally:
+        srv.stop()

@@ -7,11 +7,13 @@ from __future__ import annotations
 import ast as pyast
 import json
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from domain.basic import (
+    BudgetExceeded,
     Limits,
     PlatformError,
     Program,
@@ -22,6 +24,7 @@ from domain.basic import (
     resume,
     start,
 )
+from domain.basic.values import encoded_size
 from tests.basic.fakes import FakePlatform
 
 PACKAGE = Path(__file__).parent.parent / "domain" / "basic"
@@ -63,14 +66,83 @@ def test_an_empty_endless_loop_and_goto_loop_end_too() -> None:
 
 
 def test_text_and_lists_are_bounded() -> None:
-    (turn,) = run('s = "ab"\nDO\n  s = s + s\nLOOP\n')
+    (turn,) = run('s = "ab"\nDO\n  s = s + s\nLOOP\n', limits=Limits(max_value_bytes=10**6))
     assert turn.error is not None and "text longer than" in turn.error.message
+    (turn,) = run('s = "ab"\nDO\n  s = s + s\nLOOP\n')
+    assert turn.error is not None and "GB_TURN_MAX_VALUE_BYTES" in turn.error.message
     (turn,) = run("l = []\nDO\n  l.PUSH(1)\nLOOP\n")
     assert turn.error is not None and "list longer than" in turn.error.message
     (turn,) = run("l = [1]\nDO\n  l.PUSH(l)\nLOOP\n")
     assert turn.error is not None and "value" in turn.error.message
     (turn,) = run('DO\n  TALK "spam"\nLOOP\n')
     assert turn.error is not None and "messages in one turn" in turn.error.message
+
+
+def test_turns_are_bounded_in_bytes() -> None:
+    small = Limits(max_output_bytes=1000, max_state_bytes=1000)
+    (turn,) = run('ON ERROR RESUME NEXT\nDO\n  TALK "0123456789"\nLOOP\n', limits=small)
+    assert turn.error is not None and "GB_TURN_MAX_EVENT_BYTES" in turn.error.message
+    assert sum(len(text) + 2 for text in turn.outputs) <= 1000
+    (turn,) = run('DO\n  ADD SUGGESTION "0123456789"\nLOOP\n', limits=small)
+    assert turn.error is not None and "GB_TURN_MAX_EVENT_BYTES" in turn.error.message
+    keeps = 'items = []\nFOR i = 1 TO 100\n  items.PUSH("abcdefghij")\nNEXT\nHEAR x\n'
+    (turn,) = run(keeps, limits=small)
+    assert turn.error is not None and "GB_TURN_MAX_STATE_BYTES" in turn.error.message
+    assert turn.state is None and not turn.waiting
+    (turn,) = run(keeps)
+    assert turn.waiting and turn.error is None
+
+
+def test_values_are_bounded_in_bytes_and_large_text_is_refused_before_it_is_built() -> None:
+    (turn,) = run('s = "é"\nFOR i = 1 TO 15\n  s = s + s\nNEXT\n')  # 32,768 x 2 bytes
+    assert turn.error is not None and "GB_TURN_MAX_VALUE_BYTES" in turn.error.message
+    assert turn.error.line == 3
+    doubled = 's = "a"\nFOR i = 1 TO 14\n  s = s + s\nNEXT\n'  # 16,384 characters
+    many = doubled + "l = []\nFOR i = 1 TO 300\n  l.PUSH(s)\nNEXT\n"  # 4.9 MB, one string
+    for source, refusal in [
+        (doubled + 't = REPLACE(s, "a", s)\n', "text longer than"),  # 268 million characters
+        (many + 't = JOIN(l, "")\n', "text longer than"),
+        (many + "t = TOJSON(l)\n", "too large to write out"),
+        (many + "TALK l\n", "too large to write out"),
+        (many + "m = l\n", "GB_TURN_MAX_VALUE_BYTES"),  # a copy of it is a stored value
+    ]:
+        tracemalloc.start()
+        try:
+            (turn,) = run(source)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert turn.error is not None and refusal in turn.error.message, source
+        assert peak < 2_000_000, source  # refused before it was built
+
+
+def test_a_budget_the_platform_keeps_ends_the_turn_even_under_on_error() -> None:
+    class Spent(FakePlatform):
+        def __init__(self, error: PlatformError) -> None:
+            super().__init__()
+            self.error = error
+
+        def llm(self, prompt: str) -> str:
+            raise self.error
+
+    source = 'ON ERROR RESUME NEXT\nx = LLM "a"\nTALK "after"\n'
+    (turn,) = run(source, platform=Spent(PlatformError("the LLM is down")))
+    assert turn.error is None and turn.outputs == ["after"]
+    (turn,) = run(source, platform=Spent(BudgetExceeded("calls used up (GB_TURN_MAX_CALLS)")))
+    assert turn.error is not None and turn.error.line == 2
+    assert turn.error.message == "calls used up (GB_TURN_MAX_CALLS)"
+    assert turn.outputs == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, True, False, 0, -12, 2.5, 1e300, "", 'q"b\\s', "é\x00\n\x7f", "\ud800", [], {}],
+)
+def test_encoded_size_is_the_size_of_the_stored_json(value: object) -> None:
+    for shape in (value, [value, value], {"k": value, "é": [value]}):
+        stored = json.dumps(shape, separators=(",", ":"), ensure_ascii=False)
+        assert encoded_size(shape) == len(stored.encode("utf-8", "surrogatepass"))
+    assert encoded_size(["x" * 1000] * 1000, limit=5000) <= 5000 + 1003  # stops early
 
 
 def test_a_state_survives_json() -> None:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
+import sqlite3
+import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
+import psycopg
 
+from projections.paper import PaperProjection
 from tests.server import ServerProcess
 
 
@@ -138,3 +146,122 @@ def test_admin_event_log_pages(admin: httpx.Client, make_user: Callable[..., htt
     assert admin.get("/api/admin/events", params={"limit": 201}).status_code == 400
     assert admin.get("/api/admin/events", params={"after": -1}).status_code == 400
     json.dumps(everything)
+
+
+MALFORMED_IF_MATCH = [
+    '"2',
+    "abc",
+    "2",
+    '"1" "2"',
+    'W/ "1"',
+    'w/"1"',
+    '"1 "',
+    '*, "1"',
+    "",
+    ", ,",
+    "'1'",
+]
+
+
+def _resources(client: httpx.Client) -> list[tuple[str, Callable[[int], dict[str, str]]]]:
+    """One resource of each kind whose writes take If-Match, at version 1, with an edit that
+    changes it (each call a new value)."""
+    task = client.post("/api/tasks", json={"title": "t"}).json()
+    doc = client.post("/api/paper", json={"title": "d"}).json()
+    dialog = client.post(
+        "/api/designer/dialogs",
+        json={"name": "d", "content": 'TALK "hi"', "bot_id": f"bot-{uuid.uuid4().hex[:8]}"},
+    ).json()
+    return [
+        (f"/api/tasks/{task['id']}", lambda n: {"title": f"edit {n}"}),
+        (f"/api/paper/{doc['id']}", lambda n: {"title": f"edit {n}"}),
+        (f"/api/designer/dialogs/{dialog['id']}", lambda n: {"content": f'TALK "{n}"'}),
+    ]
+
+
+def test_if_match_is_parsed_as_rfc_9110_says(make_user: Callable[..., httpx.Client]) -> None:
+    """Issue 7, reproduction 13: `W/"1"` matched as a strong tag, `"2` was accepted and a list
+    answered 400. Strong comparison, lists, `*`; malformed is 400, no match is 409."""
+    c = make_user()
+    edits = itertools.count()
+    for url, edit in _resources(c):
+        version = c.get(url).json()["version"]
+        assert version == 1, url
+
+        def put(
+            if_match: str | list[str],
+            url: str = url,
+            edit: Callable[[int], dict[str, str]] = edit,
+        ) -> Any:
+            values = [if_match] if isinstance(if_match, str) else if_match
+            return c.put(url, json=edit(next(edits)), headers=[("If-Match", v) for v in values])
+
+        for bad in MALFORMED_IF_MATCH:
+            r = put(bad)
+            assert r.status_code == 400, (url, bad, r.text)
+            assert r.json()["error"]["code"] == "BAD_REQUEST" and "If-Match" in r.text
+        for never in ['W/"1"', 'W/"1", W/"2"', '"abc"', '"01"', '"", "x1"']:
+            r = put(never)
+            assert r.status_code == 409, (url, never, r.text)
+            assert r.json()["error"]["code"] == "CONFLICT"
+        assert c.get(url).json()["version"] == 1  # none of those changed anything
+
+        assert put('"7", "1"').status_code == 200  # a list matches any of its tags
+        assert put('W/"2", "9"').status_code == 409  # a weak tag never matches
+        assert put(['"9"', '"2"']).status_code == 200  # several fields are one list
+        assert put('"5" ,, "3"').status_code == 200  # white space and empty elements
+        assert put("*").status_code == 200  # any current version
+        assert c.get(url).json()["version"] == 5
+        assert c.delete(url, headers={"If-Match": '"4", "6"'}).status_code == 409
+        assert c.delete(url, headers={"If-Match": '"4", "5"'}).status_code == 204
+        assert c.delete(url, headers={"If-Match": "*"}).status_code == 404  # gone: no match
+
+
+def _read_store_sql(srv: ServerProcess, statement: str) -> None:
+    """Runs one statement on a server's read-model database, from outside the server."""
+    url = srv.env.get("GB_DATABASE_URL")
+    if url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(statement)
+        return
+    with contextlib.closing(sqlite3.connect(srv.data_dir / "read.sqlite", timeout=30)) as db:
+        db.execute(statement)
+        db.commit()
+
+
+def _health_until(srv: ServerProcess, status: str) -> httpx.Response:
+    """The health answer, once its status is `status` (a projection fails, or recovers, on
+    its worker's next attempt; attempts back off to a few seconds)."""
+    deadline = time.monotonic() + 60
+    while True:
+        r = httpx.get(f"{srv.url}/api/health")
+        if r.json()["status"] == status or time.monotonic() > deadline:
+            return r
+        time.sleep(0.1)
+
+
+def test_health_is_degraded_while_a_projection_is_stalled(
+    fresh_server: Callable[..., ServerProcess],
+) -> None:
+    """Issue 7, reproduction 14: health said `healthy` while a projection was in error."""
+    srv = fresh_server(GB_CONSISTENCY_TIMEOUT="1")
+    with srv.client() as c:
+        assert c.post("/api/paper", json={"title": "before"}).status_code in (201, 202)
+        assert _health_until(srv, "healthy").status_code == 200
+        _read_store_sql(srv, "DROP TABLE paper_documents")
+        # Saved, but the paper projection cannot apply it: the write answers 202.
+        assert c.post("/api/paper", json={"title": "after"}).status_code == 202
+
+        r = _health_until(srv, "degraded")
+        body = r.json()
+        assert (r.status_code, body["status"]) == (503, "degraded"), body
+        assert body["components"]["projections"] == "error"
+        for name in ("database", "event_store", "read_store", "cache", "storage"):
+            assert body["components"][name] == "ok", body
+
+        for statement in PaperProjection.schema:
+            _read_store_sql(srv, statement)
+        r = _health_until(srv, "healthy")
+        assert r.status_code == 200 and r.json()["components"]["projections"] == "ok", r.text
+        titles = [d["title"] for d in c.get("/api/paper").json()["data"]]
+        assert titles == ["after"]  # applied once its table was back (the other was dropped)

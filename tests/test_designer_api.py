@@ -100,8 +100,8 @@ def test_crud(make_user: Callable[..., httpx.Client]) -> None:
     assert c.get(BASE, params={"bot_id": bot}).json()["data"] == []
 
 
-def test_bot_defaults_and_bas_suffix(make_user: Callable[..., httpx.Client]) -> None:
-    c = make_user()
+def test_bot_defaults_and_bas_suffix(admin: httpx.Client) -> None:
+    c = admin  # `default` belongs to admins (tests/test_bots_api.py)
     name = f"w{uuid.uuid4().hex[:10]}"
     dialog = c.post(BASE, json={"name": f"{name}.bas"}).json()
     assert (dialog["bot_id"], dialog["name"], dialog["content"]) == ("default", name, "")
@@ -392,10 +392,10 @@ def test_no_token_is_401(server: ServerProcess, make_user: Callable[..., httpx.C
             assert r.json()["error"]["code"] == "UNAUTHORIZED"
 
 
-def test_everyone_reads_only_the_creator_and_admins_change(
+def test_everyone_reads_only_the_bots_owners_and_admins_change(
     make_user: Callable[..., httpx.Client], admin: httpx.Client
 ) -> None:
-    author, reader, bot = make_user(), make_user(), new_bot()
+    author, reader, co_owner, bot = make_user(), make_user(), make_user(), new_bot()
     dialog = make_dialog(author, bot)
     url = f"{BASE}/{dialog['id']}"
     author.post(f"{url}/deploy")
@@ -412,10 +412,17 @@ def test_everyone_reads_only_the_creator_and_admins_change(
         reader.put(url, json={"content": 'TALK "mine now"'}),
         reader.post(f"{url}/deploy"),
         reader.delete(url),
+        reader.post(BASE, json={"name": "mine", "bot_id": bot}),
     ):
         assert r.status_code == 403
         assert r.json()["error"]["code"] == "FORBIDDEN"
     assert author.get(url).json() == dialog
+
+    # Another owner of the bot changes the author's dialog; the author stays its creator.
+    owners = {"owners": [author.email, co_owner.email]}
+    assert author.put(f"/api/bots/{bot}/owners", json=owners).status_code == 200
+    shared = co_owner.put(url, json={"content": 'TALK "co-owner"'}).json()
+    assert shared["updated_by"] == co_owner.email and shared["owner"] == author.email
 
     changed = admin.put(url, json={"content": 'TALK "by admin"'}).json()
     assert changed["updated_by"] != author.email and changed["owner"] == author.email

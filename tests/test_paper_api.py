@@ -137,3 +137,22 @@ def test_unicode_content_round_trips(make_user: Callable[..., httpx.Client]) -> 
     content = "# Café ☕\n\nÇa marche — 日本語 🎉\n"
     doc = c.post("/api/paper", json={"title": "Ünïcode", "content": content}).json()
     assert c.get(f"/api/paper/{doc['id']}").json()["content"] == content
+
+
+@pytest.mark.parametrize("blank", ["\u3000", " \u2003\u00a0 ", "\u205f\u1680", "\x1c\x1f\x85"])
+def test_titles_of_only_white_space_are_refused(
+    make_user: Callable[..., httpx.Client], blank: str
+) -> None:
+    """Issue 7, reproduction 12: a title of Unicode spaces was stored empty."""
+    c = make_user()
+    doc = c.post("/api/paper", json={"title": "notes"}).json()
+    for r in (
+        c.post("/api/paper", json={"title": blank}),
+        c.put(f"/api/paper/{doc['id']}", json={"title": blank}),
+    ):
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == "BAD_REQUEST" and "title" in r.text
+    assert [d["id"] for d in c.get("/api/paper").json()["data"]] == [doc["id"]]
+    assert c.get(f"/api/paper/{doc['id']}").json() == doc
+    padded = c.post("/api/paper", json={"title": f"{blank}kept{blank}"})
+    assert padded.status_code == 201 and padded.json()["title"] == "kept"

@@ -63,9 +63,9 @@ def say(client: httpx.Client, session_id: str, text: str) -> dict[str, object]:
     return body
 
 
-def all_events(admin: httpx.Client) -> list[dict[str, Any]]:
+def all_events(admin: httpx.Client, after: int = 0) -> list[dict[str, Any]]:
+    """The event log as the admin API pages it, after notification id `after`."""
     events: list[dict[str, Any]] = []
-    after = 0
     while True:
         page = admin.get("/api/admin/events", params={"after": after, "limit": 200}).json()
         if not page["data"]:
@@ -234,3 +234,48 @@ def test_a_paused_conversation_survives_restart_and_rebuild(
     srv.start()
     with srv.client() as c:
         assert c.get(f"/api/sessions/{sid}").content == before
+
+
+def test_session_messages_are_paged(make_user: Callable[..., httpx.Client]) -> None:
+    """Issue 7, reproduction 14: GET /api/sessions/:id returned every message. It embeds the
+    latest 50 (oldest first) and their count; /messages pages through all of them."""
+    user, other = make_user(), make_user()
+    sid = open_session(user, bot())
+    for i in range(30):
+        say(user, sid, f"m{i}")
+
+    pages: list[dict[str, Any]] = []
+    for offset in (0, 25, 50):
+        r = user.get(f"/api/sessions/{sid}/messages", params={"limit": 25, "offset": offset})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["pagination"] == {
+            "total": 60,
+            "limit": 25,
+            "offset": offset,
+            "has_more": offset + 25 < 60,
+        }
+        pages += body["data"]
+    assert len(pages) == 60 and len({m["id"] for m in pages}) == 60
+    assert [m["content"] for m in pages if m["role"] == "user"] == [f"m{i}" for i in range(30)]
+    assert [m["role"] for m in pages[:2]] == ["user", "assistant"]
+
+    detail = user.get(f"/api/sessions/{sid}").json()
+    assert detail["message_count"] == 60
+    assert detail["messages"] == pages[10:]  # the latest 50, in order
+
+    default = user.get(f"/api/sessions/{sid}/messages").json()
+    assert default["pagination"]["limit"] == 50 and default["data"] == pages[:50]
+    for params in ({"limit": 0}, {"limit": 201}, {"offset": -1}, {"limit": "x"}):
+        r = user.get(f"/api/sessions/{sid}/messages", params=params)
+        assert r.status_code == 400, params
+        assert r.json()["error"]["code"] == "BAD_REQUEST"
+    assert user.get(f"/api/sessions/{sid}/messages", params={"limit": 200}).status_code == 200
+    assert other.get(f"/api/sessions/{sid}/messages").status_code == 403
+    assert user.get(f"/api/sessions/{uuid.uuid4()}/messages").status_code == 404
+    empty = open_session(user, bot())
+    assert user.get(f"/api/sessions/{empty}").json()["message_count"] == 0
+    assert user.get(f"/api/sessions/{empty}/messages").json() == {
+        "data": [],
+        "pagination": {"total": 0, "limit": 50, "offset": 0, "has_more": False},
+    }

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import httpx
+import msgspec
 import pytest
+from litestar.testing import TestClient
+
+from api.app import create_app
+from commands.admin import IssueToken
+from commands.ports import Saved
+from commands.tasks import CreateTask, UpdateTask
+from domain.common import Actor
+from infra.bootstrap import Services
+from infra.config import Settings
 
 TASK_FIELDS = {
     "id",
@@ -23,6 +37,10 @@ TASK_FIELDS = {
     "completed_at",
     "version",
 }
+
+
+def new_email() -> str:
+    return f"user-{uuid.uuid4().hex[:10]}@example.com"
 
 
 def snapshot(client: httpx.Client) -> str:
@@ -371,3 +389,147 @@ def test_nul_characters_are_refused(make_user: Callable[..., httpx.Client]) -> N
     r = c.post("/api/tasks", json={"title": "bad\u0000title"})
     assert r.status_code == 400 and "NUL" in r.json()["error"]["message"]
     assert c.get("/api/tasks").json()["data"] == []
+
+
+def test_an_assignee_changes_status_and_description_only(
+    make_user: Callable[..., httpx.Client],
+) -> None:
+    """Issue 7, reproduction 9: an assignee who reassigned got 403 although the change was
+    saved, and could delete the owner's task. Now what they may not do is refused unsaved."""
+    assignee_email, other_email = new_email(), new_email()
+    owner, assignee, other = make_user(), make_user(assignee_email), make_user(other_email)
+    task = owner.post(
+        "/api/tasks", json={"title": "shared", "assignee": assignee_email, "priority": "low"}
+    ).json()
+    url = f"/api/tasks/{task['id']}"
+    for change, field in [
+        ({"assignee": other_email}, "assignee"),
+        ({"assignee": None}, "assignee"),
+        ({"title": "taken over"}, "title"),
+        ({"priority": "high"}, "priority"),
+        ({"due_date": "2031-01-01T00:00:00Z"}, "due_date"),
+        ({"status": "completed", "title": "taken over"}, "title"),
+    ]:
+        r = assignee.put(url, json=change)
+        assert r.status_code == 403, (change, r.text)
+        error = r.json()["error"]
+        assert error["code"] == "FORBIDDEN"
+        assert field in error["message"] and "owner" in error["message"], error
+    deleted = assignee.delete(url)
+    assert deleted.status_code == 403 and "owner" in deleted.json()["error"]["message"]
+    assert owner.get(url).json() == task  # nothing of it was saved
+    assert other.get(url).status_code == 403
+
+    # What the assignee may change answers 200 with the task, never an error; values sent
+    # back unchanged are no change (a client may PUT the whole task with a new status).
+    done = assignee.put(
+        url,
+        json={"status": "completed", "description": "done", "title": "shared", "priority": "low"},
+    )
+    assert done.status_code == 200, done.text
+    body = done.json()
+    assert (body["status"], body["description"], body["title"]) == ("completed", "done", "shared")
+    assert done.headers["ETag"] == f'"{body["version"]}"'
+    assert assignee.get(url).json() == body
+
+    # The owner reassigns (and sees the task after); the former assignee no longer does.
+    moved = owner.put(url, json={"assignee": other_email})
+    assert moved.status_code == 200 and moved.json()["assignee"] == other_email
+    assert assignee.get(url).status_code == 403
+    assert other.delete(url).status_code == 403
+    assert owner.delete(url).status_code == 204
+
+
+def test_an_admin_may_change_and_delete_any_task(
+    make_user: Callable[..., httpx.Client], admin: httpx.Client
+) -> None:
+    owner = make_user()
+    task = owner.post("/api/tasks", json={"title": "t", "assignee": new_email()}).json()
+    url = f"/api/tasks/{task['id']}"
+    r = admin.put(url, json={"title": "renamed", "assignee": None})
+    assert r.status_code == 200 and r.json()["assignee"] is None, r.text
+    assert admin.delete(url).status_code == 204
+    assert owner.get(url).status_code == 404
+
+
+@pytest.mark.parametrize("blank", ["\u3000", " \u2003\u00a0 ", "\u2028\u2029", "\t\n\r\x0b\x0c"])
+def test_titles_of_only_white_space_are_refused(
+    make_user: Callable[..., httpx.Client], blank: str
+) -> None:
+    """Issue 7, reproduction 12: "\\u3000" was stored as an empty title."""
+    c = make_user()
+    task = c.post("/api/tasks", json={"title": "real"}).json()
+    before = snapshot(c)
+    for r in (
+        c.post("/api/tasks", json={"title": blank}),
+        c.put(f"/api/tasks/{task['id']}", json={"title": blank}),
+    ):
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == "BAD_REQUEST" and "title" in r.text
+    assert snapshot(c) == before
+    padded = c.post("/api/tasks", json={"title": f"{blank}kept{blank}"})
+    assert padded.status_code == 201 and padded.json()["title"] == "kept"
+
+
+class _MovesTheTaskFirst:
+    """Read-your-writes that, once, lets another request in between a write and its answer."""
+
+    def __init__(self, inner: Any, meanwhile: Callable[[], None]) -> None:
+        self.inner = inner
+        self.meanwhile: Callable[[], None] | None = meanwhile
+
+    def wait(self, saved: Saved, timeout: float) -> bool:
+        step, self.meanwhile = self.meanwhile, None
+        if step is not None:
+            step()
+        return bool(self.inner.wait(saved, timeout))
+
+    def find(self, names: Any, probe: Callable[[], Any], timeout: float) -> Any:
+        return self.inner.find(names, probe, timeout)
+
+
+def test_a_write_the_caller_may_make_never_answers_an_error(tmp_path: Path) -> None:
+    """The assignee's status change is saved; before it is answered, the owner gives the task
+    to someone else. The saved write answers 204 (nothing the caller may see), not 403."""
+    services = Services.open(Settings(data_dir=tmp_path))
+    try:
+        services.start_workers()
+        deps = services.deps()
+        owner, assignee = Actor("owner@example.com"), Actor("a@example.com")
+        task_id, saved = deps.tasks.create(
+            owner, msgspec.convert({"title": "relay", "assignee": assignee.email}, CreateTask)
+        )
+        assert deps.consistency.wait(saved, 5.0)
+
+        def reassign() -> None:
+            moved = deps.tasks.update(
+                owner,
+                UUID(task_id),
+                msgspec.convert({"assignee": "b@example.com"}, UpdateTask),
+                None,
+            )
+            assert deps.consistency.wait(moved, 5.0)
+
+        _, secret, _ = deps.admin.issue(
+            Actor("root@example.com", is_admin=True),
+            msgspec.convert({"user": assignee.email}, IssueToken),
+        )
+        hooked = dataclasses.replace(
+            deps, consistency=_MovesTheTaskFirst(deps.consistency, reassign)
+        )
+        with TestClient(create_app(hooked)) as client:
+            r = client.put(
+                f"/api/tasks/{task_id}",
+                json={"status": "completed"},
+                headers={"Authorization": f"Bearer {secret}"},
+            )
+            assert r.status_code == 204, r.text
+            # Saved, although the caller no longer sees the task:
+            again = client.get(
+                f"/api/tasks/{task_id}", headers={"Authorization": f"Bearer {secret}"}
+            )
+            assert again.status_code == 403
+        task = services.events.get(UUID(task_id))
+        assert (task.status, task.assignee) == ("completed", "b@example.com")
+    finally:
+        services.close()

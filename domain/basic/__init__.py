@@ -22,12 +22,15 @@ start(program: Program, *, dialog: str, version: int, args: Mapping | None = Non
     (session.user_email, session.user_name, session.bot_id...). Nothing runs yet.
 
 resume(state: State, program_for: ProgramFor, user_input: str | None,
-       platform: Platform, limits: Limits = Limits()) -> Turn
+       platform: Platform, limits: Limits = Limits(), *, checkpoint=None) -> Turn
     Runs until a HEAR waits, the dialog ends, or a runtime error. Never raises for the
-    dialog's own failures. The first turn is resume(start(...), ..., None, ...); each user
-    message is resume(turn.state, ..., text, ...). program_for(name, version) returns that
-    exact Program; program_for(name, None) returns the live one with its version set (used
-    by CALL "other.bas", whose frame then keeps that version).
+    dialog's own failures. checkpoint() is called every few steps and may raise
+    BudgetExceeded (a PlatformError a platform also raises when outside calls are used up)
+    to end the turn; ON ERROR RESUME NEXT cannot skip it. The first turn is
+    resume(start(...), ..., None, ...); each user message is resume(turn.state, ..., text,
+    ...). program_for(name, version) returns that exact Program; program_for(name, None)
+    returns the live one with its version set (used by CALL "other.bas", whose frame then
+    keeps that version).
 
 Turn: outputs (each TALK, and HEAR prompts/re-asks), suggestions ({"text", "label"}),
     state (None when the dialog ended), waiting (a HEAR waits), pending (what it waits for),
@@ -70,7 +73,7 @@ Semantics worth knowing
 """
 
 from domain.basic.ast import Program
-from domain.basic.errors import BasicSyntaxError, PlatformError, RuntimeFailure
+from domain.basic.errors import BasicSyntaxError, BudgetExceeded, PlatformError, RuntimeFailure
 from domain.basic.limits import Limits
 from domain.basic.machine import ProgramFor, Turn, resume, start
 from domain.basic.platform import Platform, UnavailablePlatform
@@ -81,6 +84,7 @@ from domain.basic.values import Value
 
 __all__ = [
     "BasicSyntaxError",
+    "BudgetExceeded",
     "Diagnostic",
     "Limits",
     "Platform",

@@ -30,6 +30,12 @@ class PlatformError(Exception):
         self.message = message
 
 
+class BudgetExceeded(PlatformError):
+    """Raised by a platform (or a turn's checkpoint) when the turn has used up a budget the
+    platform keeps: outside calls, wall time, bytes written. The turn ends: like
+    LimitExceeded, ON ERROR RESUME NEXT cannot skip it."""
+
+
 class BasicRuntimeError(Exception):
     """A runtime error inside the machine; it never escapes `resume`.
 

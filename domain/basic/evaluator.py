@@ -10,6 +10,7 @@ Every expression node counts as a step, which is what bounds a turn.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from datetime import datetime
 
 from domain.basic import ast
@@ -39,6 +40,7 @@ from domain.basic.values import (
 )
 
 STEP_LIMIT_MESSAGE = "the dialog ran more than {} steps in one turn (an endless loop?)"
+CHECKPOINT_STEPS = 128
 
 
 class Evaluator(ABC):
@@ -51,6 +53,8 @@ class Evaluator(ABC):
         self.steps = 0
         self.work = 0
         self.line = 0
+        # Called every CHECKPOINT_STEPS steps; may raise BudgetExceeded (e.g. wall time).
+        self.checkpoint: Callable[[], None] | None = None
 
     @abstractmethod
     def _program(self, frame: Frame) -> ast.Program:
@@ -66,6 +70,8 @@ class Evaluator(ABC):
         self.steps += 1
         if self.steps > self.limits.max_steps:
             raise LimitExceeded(STEP_LIMIT_MESSAGE.format(self.limits.max_steps))
+        if self.checkpoint is not None and self.steps % CHECKPOINT_STEPS == 0:
+            self.checkpoint()
 
     def _dialog_index(self) -> int:
         frames = self.state.frames

@@ -21,6 +21,7 @@ from domain.basic.errors import BasicRuntimeError
 from domain.basic.limits import Limits
 from domain.basic.values import (
     Value,
+    checked_length,
     checked_number,
     checked_text,
     compare,
@@ -28,6 +29,7 @@ from domain.basic.values import (
     from_foreign,
     get_member,
     is_number,
+    json_text,
     number_from_text,
     round_half_up,
     to_int,
@@ -152,10 +154,13 @@ def _mid(a: list[Value], _: FunctionContext) -> Value:
 
 @builtin("REPLACE", args=(3, 3))
 def _replace(a: list[Value], ctx: FunctionContext) -> Value:
-    find = text_arg(a[1])
+    text, find, by = text_arg(a[0]), text_arg(a[1]), text_arg(a[2])
     if not find:
-        return text_arg(a[0])
-    return checked_text(text_arg(a[0]).replace(find, text_arg(a[2])), ctx.limits)
+        return text
+    # Sized before it is built: replacing each of 100,000 characters with 100,000 more
+    # must be refused, not attempted.
+    checked_length(len(text) + text.count(find) * (len(by) - len(find)), ctx.limits)
+    return text.replace(find, by)
 
 
 @builtin("INSTR", args=(2, 3))
@@ -196,7 +201,14 @@ def _split(a: list[Value], ctx: FunctionContext) -> Value:
 def _join(a: list[Value], ctx: FunctionContext) -> Value:
     separator = text_arg(a[1]) if len(a) == 2 else ", "
     items = list_arg(a[0], "JOIN")
-    return checked_text(separator.join(to_text(item) for item in items), ctx.limits)
+    pieces: list[str] = []
+    length = max(len(items) - 1, 0) * len(separator)
+    for item in items:  # refused as soon as it is too long, not once it is all built
+        piece = to_text(item)
+        length += len(piece)
+        checked_length(length, ctx.limits)
+        pieces.append(piece)
+    return separator.join(pieces)
 
 
 @builtin("STR", args=(1, 1))
@@ -498,7 +510,7 @@ def _uuid(a: list[Value], ctx: FunctionContext) -> Value:
 
 @builtin("TOJSON", args=(1, 1))
 def _tojson(a: list[Value], ctx: FunctionContext) -> Value:
-    return checked_text(json.dumps(a[0], ensure_ascii=False), ctx.limits)
+    return checked_text(json_text(a[0], ctx.limits.max_string * 4), ctx.limits)
 
 
 def _no_constant(name: str) -> Value:

@@ -19,6 +19,7 @@ from domain.basic import ast, hear
 from domain.basic.errors import (
     BasicRuntimeError,
     BasicSyntaxError,
+    BudgetExceeded,
     LimitExceeded,
     PlatformError,
     RuntimeFailure,
@@ -32,8 +33,10 @@ from domain.basic.values import (
     Value,
     checked_number,
     compare,
+    encoded_size,
     equals,
     from_foreign,
+    string_size,
     to_number,
     to_text,
     truthy,
@@ -87,13 +90,19 @@ def resume(
     user_input: str | None,
     platform: Platform,
     limits: Limits = Limits(),  # noqa: B008 - frozen, shared safely
+    *,
+    checkpoint: Callable[[], None] | None = None,
 ) -> Turn:
     """Run one turn. Never raises for a dialog's own failure: that is Turn.error.
 
     The given state is not changed; the turn works on a copy made through its data form.
+    checkpoint, if given, is called every few steps; a BudgetExceeded it raises (the turn's
+    wall time is up) ends the turn like a limit.
     """
     working = State.from_data(state.to_data())
-    return _Machine(working, program_for, platform, limits).turn(user_input)
+    machine = _Machine(working, program_for, platform, limits)
+    machine.checkpoint = checkpoint
+    return machine.turn(user_input)
 
 
 class _Suspend(Exception):
@@ -117,6 +126,7 @@ class _Machine(Evaluator):
         super().__init__(state, platform, limits)
         self.program_for = program_for
         self.outputs: list[str] = []
+        self.output_bytes = 0
         self.nested = 0
         self.answer: str | None = None
         self.programs: dict[tuple[str, int], ast.Program] = {}
@@ -170,7 +180,7 @@ class _Machine(Evaluator):
         except BasicRuntimeError as error:
             return self._failed(error)
         except PlatformError as error:
-            return self._failed(BasicRuntimeError(error.message))
+            return self._failed(_runtime_error(error))
         except RecursionError:
             return self._failed(BasicRuntimeError("the dialog nests calls too deeply", self.line))
         return Turn(
@@ -222,6 +232,13 @@ class _Machine(Evaluator):
                 budget -= count_nodes(value)
         if budget < 0:
             raise BasicRuntimeError("the dialog's variables grew too large to keep", self.line)
+        limit = self.limits.max_state_bytes
+        if encoded_size(self.state.to_data(), limit) > limit:
+            raise LimitExceeded(
+                f"the dialog's state to keep until the next message is larger than {limit:,}"
+                " bytes (the limit is GB_TURN_MAX_STATE_BYTES)",
+                self.line,
+            )
 
     # --- the run loop --------------------------------------------------------------------
 
@@ -236,7 +253,7 @@ class _Machine(Evaluator):
                 if done:
                     return value
             except PlatformError as error:
-                self._recover(BasicRuntimeError(error.message), stop_depth)
+                self._recover(_runtime_error(error), stop_depth)
             except BasicRuntimeError as error:
                 self._recover(error, stop_depth)
 
@@ -618,7 +635,18 @@ class _Machine(Evaluator):
     def _say(self, text: str) -> None:
         if len(self.outputs) >= self.limits.max_outputs:
             raise BasicRuntimeError(f"more than {self.limits.max_outputs} messages in one turn")
+        self._spend_output(text)
         self.outputs.append(text)
+
+    def _spend_output(self, *texts: str) -> None:
+        """Messages and suggestions of a turn count against Limits.max_output_bytes."""
+        limit = self.limits.max_output_bytes
+        self.output_bytes += sum(string_size(text) + 2 for text in texts)
+        if self.output_bytes > limit:
+            raise LimitExceeded(
+                f"the turn's messages are larger than {limit:,} bytes"
+                " (the limit is GB_TURN_MAX_EVENT_BYTES)"
+            )
 
     def _talk(
         self, frame: Frame, program: ast.Program, stmt: ast.Talk, stop: int
@@ -695,6 +723,7 @@ class _Machine(Evaluator):
         label = to_text(self.eval(frame, stmt.label)) if stmt.label is not None else text
         if len(self.state.suggestions) >= self.limits.max_outputs:
             raise BasicRuntimeError(f"more than {self.limits.max_outputs} suggestions")
+        self._spend_output(text, label)
         self.state.suggestions.append({"text": text, "label": label})
         return self._next(frame)
 
@@ -774,6 +803,13 @@ class _Machine(Evaluator):
         value = self.eval(frame, stmt.value)
         self._assign(frame, stmt.target, value)
         return self._next(frame)
+
+
+def _runtime_error(error: PlatformError) -> BasicRuntimeError:
+    """A platform's refusal at the running line; a used-up budget ends the turn."""
+    if isinstance(error, BudgetExceeded):
+        return LimitExceeded(error.message)
+    return BasicRuntimeError(error.message)
 
 
 def _loop_matches(owner: ast.Stmt, kind: str) -> bool:

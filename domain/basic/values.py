@@ -104,7 +104,73 @@ def to_text(value: Value) -> str:
         return format_number(value)
     if isinstance(value, str):
         return value
+    return json_text(value, CONTAINER_TEXT_BYTES)
+
+
+# A list or object shown as text (TALK, `+`, templates) is written out only when its JSON
+# stays under this; larger text could not be kept anyway (Limits.max_string, event limits).
+CONTAINER_TEXT_BYTES = 1_048_576
+
+
+def json_text(value: Value, max_bytes: int) -> str:
+    """`value` as JSON text, refused before it is built when it would pass max_bytes."""
+    if encoded_size(value, max_bytes) > max_bytes:
+        raise BasicRuntimeError(
+            f"the value is too large to write out as text ({max_bytes:,} bytes at most)"
+        )
     return json.dumps(value, ensure_ascii=False)
+
+
+def string_size(text: str) -> int:
+    """Bytes of `text` as a JSON string in UTF-8 (quotes and escapes included)."""
+    if text.isascii():
+        if text.isprintable():
+            return len(text) + 2 + text.count('"') + text.count("\\")
+        return len(json.dumps(text))
+    return len(json.dumps(text, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+
+
+def encoded_size(value: object, limit: int | None = None) -> int:
+    """Bytes of `value` as compact JSON in UTF-8 (the way events store it), counted without
+    writing the JSON out; the count stops as soon as it passes `limit`, so a huge value
+    costs no more than a value of the limit's size."""
+    total = 0
+    stack: list[object] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += string_size(item)
+        elif item is None or item is True:
+            total += 4
+        elif item is False:
+            total += 5
+        elif isinstance(item, int | float):
+            total += len(repr(item))
+        elif isinstance(item, list | tuple):
+            total += 2 + max(len(item) - 1, 0)  # brackets and commas
+            stack.extend(item)
+        elif isinstance(item, dict):
+            total += 2 + len(item) + max(len(item) - 1, 0)  # braces, colons and commas
+            for key, element in item.items():
+                stack.append(str(key))
+                stack.append(element)
+        else:
+            total += string_size(str(item))
+        if limit is not None and total > limit:
+            return total
+    return total
+
+
+def value_bytes(text: str) -> int:
+    """About what a text value weighs in a stored value: its UTF-8 bytes (escapes aside)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def value_too_large(limits: Limits) -> BasicRuntimeError:
+    return BasicRuntimeError(
+        f"a value larger than {limits.max_value_bytes:,} bytes"
+        " (the limit is GB_TURN_MAX_VALUE_BYTES)"
+    )
 
 
 def truthy(value: Value) -> bool:
@@ -161,9 +227,14 @@ def concat(left: Value, right: Value, limits: Limits) -> str:
 
 
 def checked_text(text: str, limits: Limits) -> str:
-    if len(text) > limits.max_string:
-        raise BasicRuntimeError(f"text longer than {limits.max_string} characters")
+    checked_length(len(text), limits)
     return text
+
+
+def checked_length(length: int, limits: Limits) -> None:
+    """Refuses a text of this many characters (before it is built, where that matters)."""
+    if length > limits.max_string:
+        raise BasicRuntimeError(f"text longer than {limits.max_string} characters")
 
 
 def arithmetic(op: str, left: Value, right: Value) -> Value:
@@ -222,15 +293,28 @@ def round_half_up(value: int | float, digits: int = 0) -> int | float:
 
 
 def copy_value(value: Value, limits: Limits) -> Value:
-    """A deep copy, counting nodes and depth so that no stored value grows without bound."""
-    budget = [limits.max_value_nodes]
+    """A deep copy, counting nodes, depth and bytes so that no stored value grows without
+    bound (a list grown in place past the byte limit is refused at its next copy)."""
+    budget = [limits.max_value_nodes, limits.max_value_bytes]
     return _copy(value, limits, budget, 0)
 
 
-def _copy(value: Value, limits: Limits, budget: list[int], depth: int) -> Value:
+def _spend(budget: list[int], limits: Limits, value: object) -> None:
     budget[0] -= 1
     if budget[0] < 0:
         raise BasicRuntimeError(f"value larger than {limits.max_value_nodes} items")
+    if isinstance(value, str):
+        budget[1] -= value_bytes(value) + 2
+    elif isinstance(value, list | tuple | dict):
+        budget[1] -= 2 * len(value) + 2
+    else:
+        budget[1] -= 8
+    if budget[1] < 0:
+        raise value_too_large(limits)
+
+
+def _copy(value: Value, limits: Limits, budget: list[int], depth: int) -> Value:
+    _spend(budget, limits, value)
     if isinstance(value, list):
         if depth >= limits.max_value_depth:
             raise BasicRuntimeError(f"value nested deeper than {limits.max_value_depth} levels")
@@ -240,7 +324,12 @@ def _copy(value: Value, limits: Limits, budget: list[int], depth: int) -> Value:
     if isinstance(value, dict):
         if depth >= limits.max_value_depth:
             raise BasicRuntimeError(f"value nested deeper than {limits.max_value_depth} levels")
-        return {str(k): _copy(v, limits, budget, depth + 1) for k, v in value.items()}
+        copied: dict[str, Value] = {}
+        for k, v in value.items():
+            key = str(k)
+            _spend(budget, limits, key)
+            copied[key] = _copy(v, limits, budget, depth + 1)
+        return copied
     if isinstance(value, str):
         return checked_text(value, limits)
     if isinstance(value, float):
@@ -249,24 +338,31 @@ def _copy(value: Value, limits: Limits, budget: list[int], depth: int) -> Value:
 
 
 def from_foreign(raw: object, limits: Limits) -> Value:
-    """Turn what a platform port returned into a value (tuples to lists, other keys to text)."""
-    budget = [limits.max_value_nodes]
+    """Turn what a platform port returned into a value (tuples to lists, other keys to text),
+    bounded like a stored value."""
+    budget = [limits.max_value_nodes, limits.max_value_bytes]
     return _foreign(raw, limits, budget, 0)
 
 
 def _foreign(raw: object, limits: Limits, budget: list[int], depth: int) -> Value:
-    budget[0] -= 1
-    if budget[0] < 0 or depth > limits.max_value_depth:
+    if depth > limits.max_value_depth:
         raise BasicRuntimeError("the platform returned a value that is too large")
+    if not (raw is None or isinstance(raw, bool | int | float | str | list | tuple | dict)):
+        raw = str(raw)
+    _spend(budget, limits, raw)
     if raw is None or isinstance(raw, bool | int | str):
         return raw
     if isinstance(raw, float):
         return checked_number(raw)
     if isinstance(raw, list | tuple):
         return [_foreign(item, limits, budget, depth + 1) for item in raw]
-    if isinstance(raw, dict):
-        return {str(k): _foreign(v, limits, budget, depth + 1) for k, v in raw.items()}
-    return str(raw)
+    assert isinstance(raw, dict)
+    converted: dict[str, Value] = {}
+    for k, v in raw.items():
+        key = str(k)
+        _spend(budget, limits, key)
+        converted[key] = _foreign(v, limits, budget, depth + 1)
+    return converted
 
 
 def get_member(obj: Value, name: str) -> Value:

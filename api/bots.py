@@ -1,0 +1,70 @@
+"""Bots endpoints: the bots a user owns, and each bot's owners.
+
+Creating the first dialog of a bot makes its creator the owner (api.designer); only owners
+and admins write a bot's dialogs and see or replace its owners; `default` belongs to admins.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, put
+from litestar.params import Parameter
+
+from api.deps import Deps
+from api.errors import not_found
+from api.http import Limit, Offset, actor_of, etag, expected_version, written
+from commands.bots import SetOwners
+from commands.designer import BOT_PATTERN
+from projections.bots import BotOwners, BotView, bot_owners, get_owners, list_bots
+from projections.core import Page
+
+BASE = "/api/bots"
+
+BotIdParam = Annotated[
+    str,
+    Parameter(
+        min_length=1,
+        max_length=100,
+        pattern=BOT_PATTERN,
+        description="A bot's id: letters, digits, '_', '-' and '.'",
+    ),
+]
+
+
+class BotsController(Controller):
+    path = BASE
+    tags = ["bots"]
+
+    @get("/", sync_to_thread=True)
+    def list_items(
+        self,
+        request: Request[Any, Any, Any],
+        deps: Deps,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> Page[BotView]:
+        """The bots you own (an admin: every bot that has owners), by id."""
+        return list_bots(deps.read, actor_of(request), limit, offset)
+
+    @get("/{bot_id:str}/owners", sync_to_thread=True)
+    def get_owners(
+        self, request: Request[Any, Any, Any], deps: Deps, bot_id: BotIdParam
+    ) -> Response[BotOwners]:
+        found = get_owners(deps.read, bot_id, actor_of(request))
+        if found is None:
+            raise not_found(f"bot {bot_id}")
+        return Response(found, headers=etag(found.version))
+
+    @put("/{bot_id:str}/owners", sync_to_thread=True)
+    def set_owners(
+        self, request: Request[Any, Any, Any], deps: Deps, bot_id: BotIdParam, data: SetOwners
+    ) -> Response[BotOwners]:
+        """Replaces the owners (at least one). An admin may also set the owners of a bot
+        nobody has claimed yet; `default`'s owners are set by admins only."""
+        actor = actor_of(request)
+        saved = deps.bots.set_owners(actor, bot_id, data, expected_version(request))
+        # Whoever just set the owners sees them, even having left the list.
+        return written(
+            deps, saved, f"{BASE}/{bot_id}/owners", lambda: bot_owners(deps.read, bot_id)
+        )
