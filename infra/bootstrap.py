@@ -260,12 +260,6 @@ class Services:
             self.monitor = FeedMonitor(state, self.events.max_notification_id)
         return self.monitor
 
-    def stored_position(self, key: str) -> int:
-        """A projection's recorded position for a key (`tasks`, or `tasks:p3` whose projection
-        position, written by a rebuild, counts too)."""
-        keys = {key, key.split(":", 1)[0]}
-        return max((self.read.max_tracking_id(k) or 0) for k in keys)
-
     def health(self) -> dict[str, str]:
         checks = {
             "event_store": self._check_event_store,

@@ -78,6 +78,22 @@ def random_text(size: int) -> str:
     return "".join(rng.choices(string.ascii_letters + string.digits, k=size))
 
 
+def api_without_workers(
+    env: dict[str, str], tmp_path: Path, processes: list[Worker | ServerProcess]
+) -> ServerProcess:
+    """An API process that runs no relay and no projector: the feed is other processes'."""
+    srv = ServerProcess(tmp_path / "data", env, args=("--no-workers",)).start()
+    processes.append(srv)
+    return srv
+
+
+def until_read_back(c: httpx.Client, title: str, seconds: float, what: str) -> None:
+    """Creates tasks until one answers 201: its write went through the feed to the reads."""
+    eventually(
+        lambda: c.post("/api/tasks", json={"title": title}).status_code == 201, seconds, what
+    )
+
+
 # --- repro 1: one large document stopped the whole feed -------------------------------------
 
 
@@ -142,8 +158,7 @@ def test_a_replayed_key_finds_the_resource_another_process_projects(
     projector = Worker(["project"], env, tmp_path / "projector.log")
     processes.append(projector)
     eventually(lambda: bool(projector.assignments()), 60, "the projector to join")
-    srv = ServerProcess(tmp_path / "data", env, args=("--no-workers",)).start()
-    processes.append(srv)
+    srv = api_without_workers(env, tmp_path, processes)
     body = {"title": "replayed"}
     headers = {"Idempotency-Key": f"k-{uuid.uuid4().hex}"}
     with srv.client() as c:
@@ -229,21 +244,12 @@ def test_a_paused_relay_hands_over_and_stands_by_when_resumed(
     second = Worker(["relay"], env, tmp_path / "second.log")
     processes.append(second)
     eventually(lambda: bool(projector.assignments()), 60, "the projector to join")
-    srv = ServerProcess(tmp_path / "data", env, args=("--no-workers",)).start()
-    processes.append(srv)
+    srv = api_without_workers(env, tmp_path, processes)
     with srv.client() as c:
-        eventually(
-            lambda: c.post("/api/tasks", json={"title": "warm-up"}).status_code == 201,
-            60,
-            "the feed to carry writes",
-        )
+        until_read_back(c, "warm-up", 60, "the feed to carry writes")
         os.kill(first.proc.pid, signal.SIGSTOP)
         eventually(lambda: "relay active" in second.log(), 60, "the standby to take over")
-        eventually(
-            lambda: c.post("/api/tasks", json={"title": "via second"}).status_code == 201,
-            30,
-            "writes to go through the second relay",
-        )
+        until_read_back(c, "via second", 30, "writes to go through the second relay")
         os.kill(first.proc.pid, signal.SIGCONT)
         eventually(lambda: "lost its lock" in first.log(), 30, "the first relay to stand by")
         statuses = [
@@ -292,8 +298,7 @@ def test_an_api_without_workers_answers_at_once_while_the_feed_is_down(
         ["relay"], {**env, "GB_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}"}, tmp_path / "r1.log"
     )
     processes.append(cut_off)
-    srv = ServerProcess(tmp_path / "data", env, args=("--no-workers",)).start()
-    processes.append(srv)
+    srv = api_without_workers(env, tmp_path, processes)
     with srv.client() as c:
         eventually(lambda: kafka_health(c) == "error", 60, "the API to see the relay's error")
         c.timeout = httpx.Timeout(10.0)  # far below the consistency timeout
@@ -303,11 +308,7 @@ def test_an_api_without_workers_answers_at_once_while_the_feed_is_down(
         assert statuses == [202] * 10
         cut_off.stop()  # releases the lock to a relay that reaches Kafka
         processes.append(Worker(["relay"], env, tmp_path / "r2.log"))
-        eventually(
-            lambda: c.post("/api/tasks", json={"title": "back"}).status_code == 201,
-            60,
-            "writes to be read back once the feed moves",
-        )
+        until_read_back(c, "back", 60, "writes to be read back once the feed moves")
         assert kafka_health(c) == "ok"
         eventually(
             lambda: c.get("/api/tasks").json()["pagination"]["total"] >= 11,
@@ -323,14 +324,9 @@ def test_a_silent_relay_marks_the_feed_down_for_every_process(
     processes.append(Worker(["project"], env, tmp_path / "projector.log"))
     relay = Worker(["relay"], env, tmp_path / "relay.log")
     processes.append(relay)
-    srv = ServerProcess(tmp_path / "data", env, args=("--no-workers",)).start()
-    processes.append(srv)
+    srv = api_without_workers(env, tmp_path, processes)
     with srv.client() as c:
-        eventually(
-            lambda: c.post("/api/tasks", json={"title": "warm-up"}).status_code == 201,
-            60,
-            "the feed to carry writes",
-        )
+        until_read_back(c, "warm-up", 60, "the feed to carry writes")
         os.kill(relay.proc.pid, signal.SIGSTOP)  # no error reported: its heartbeat goes stale
         eventually(lambda: kafka_health(c) == "error", 30, "the API to see the relay is silent")
         c.timeout = httpx.Timeout(10.0)
@@ -338,11 +334,7 @@ def test_a_silent_relay_marks_the_feed_down_for_every_process(
         os.kill(relay.proc.pid, signal.SIGCONT)
         eventually(lambda: kafka_health(c) == "ok", 30, "the feed to be back")
         c.timeout = httpx.Timeout(30.0)
-        eventually(
-            lambda: c.post("/api/tasks", json={"title": "resumed"}).status_code == 201,
-            30,
-            "writes to be read back again",
-        )
+        until_read_back(c, "resumed", 30, "writes to be read back again")
 
 
 class _Reports:
