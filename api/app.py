@@ -1,61 +1,28 @@
-"""The Litestar application: controllers, auth, errors, OpenAPI; wrapped for request ids."""
+"""The Litestar application: the areas' controllers and named dependencies (as the
+composition root wires them, api.deps.Wiring), auth, errors, OpenAPI; wrapped for request
+ids, metrics and request logs (api.observability)."""
 
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from litestar import Litestar, Request
 from litestar._openapi.plugin import OpenAPIPlugin  # no public handle on the served dict (2.x)
 from litestar.di import Provide
-from litestar.enums import ScopeType
 from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.admin import AdminController, health
 from api.auth import PUBLIC_PATHS, TokenAuthMiddleware
-from api.bots import BotsController
-from api.deps import Deps, InFlight
-from api.designer import DesignerController
+from api.deps import Wiring
 from api.errors import bad_request, handle_exception
+from api.observability import RequestContext, metrics_route
 from api.openapi import complete
-from api.paper import PaperController
-from api.sessions import SessionsController
-from api.tasks import TasksController
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-
-class RequestContext:
-    """Outermost ASGI layer: an X-Request-ID on every response, and the in-flight count."""
-
-    def __init__(self, app: ASGIApp, in_flight: InFlight) -> None:
-        self.app = app
-        self.in_flight = in_flight
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
-            await self.app(scope, receive, send)
-            return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
-                message["headers"] = headers
-            await send(message)
-
-        self.in_flight.count += 1
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            self.in_flight.count -= 1
+# `\u0000` as a JSON escape: after an even number of backslashes (`\\u0000` is a backslash
+# followed by the text "u0000", which is storable).
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 async def refuse_nul_characters(request: Request[Any, Any, Any]) -> None:
@@ -63,27 +30,27 @@ async def refuse_nul_characters(request: Request[Any, Any, Any]) -> None:
     take an event would stop behind it. (A raw NUL byte is already invalid JSON.)"""
     if request.method in ("POST", "PUT", "PATCH"):
         body = await request.body()
-        if b"\\u0000" in body:
+        if b"\\u0000" in body and _NUL_ESCAPE.search(body):
             raise bad_request("text may not contain the NUL character (\\u0000)")
 
 
-def create_app(deps: Deps, on_shutdown: Sequence[Callable[[], None]] = ()) -> Litestar:
+def _provide(value: object) -> Provide:
+    """`value` itself, to every handler that names it (one object for the app's life)."""
+    return Provide(lambda: value, use_cache=True, sync_to_thread=False)
+
+
+def create_app(wiring: Wiring, on_shutdown: Sequence[Callable[[], None]] = ()) -> Litestar:
+    handlers: list[Any] = list(wiring.route_handlers)
+    if wiring.metrics is not None:
+        handlers.append(metrics_route(wiring.metrics))
     app = Litestar(
         on_shutdown=list(on_shutdown),
-        route_handlers=[
-            health,
-            TasksController,
-            PaperController,
-            DesignerController,
-            BotsController,
-            SessionsController,
-            AdminController,
-        ],
-        dependencies={"deps": Provide(lambda: deps, use_cache=True, sync_to_thread=False)},
-        middleware=[DefineMiddleware(TokenAuthMiddleware, authenticator=deps.authenticator)],
+        route_handlers=handlers,
+        dependencies={name: _provide(value) for name, value in wiring.dependencies.items()},
+        middleware=[DefineMiddleware(TokenAuthMiddleware, authenticator=wiring.authenticator)],
         exception_handlers={Exception: handle_exception},
         before_request=refuse_nul_characters,
-        request_max_body_size=deps.max_body_bytes,
+        request_max_body_size=wiring.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="gbserver",
             version="0.1.0",
@@ -91,6 +58,7 @@ def create_app(deps: Deps, on_shutdown: Sequence[Callable[[], None]] = ()) -> Li
             path="/schema",
         ),
         debug=False,
+        logging_config=None,  # the process's logging is set up once (infra.logs), not here
     )
     complete(app.plugins.get(OpenAPIPlugin).provide_openapi_schema(), PUBLIC_PATHS)
     _true_allow_headers(app)
@@ -111,6 +79,6 @@ def _true_allow_headers(app: Litestar) -> None:
                 cells[0].cell_contents = route
 
 
-def asgi(deps: Deps, on_shutdown: Sequence[Callable[[], None]] = ()) -> RequestContext:
+def asgi(wiring: Wiring, on_shutdown: Sequence[Callable[[], None]] = ()) -> RequestContext:
     """The served application; `on_shutdown` runs when the server stops (also on SIGTERM)."""
-    return RequestContext(create_app(deps, on_shutdown), deps.in_flight)
+    return RequestContext(create_app(wiring, on_shutdown), wiring.in_flight, wiring.metrics)

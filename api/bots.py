@@ -11,13 +11,13 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, get, put
 from litestar.params import Parameter
 
-from api.deps import Deps
+from api.deps import Provided
 from api.errors import not_found
-from api.http import Limit, Offset, actor_of, etag, expected_version, written
-from commands.bots import SetOwners
+from api.http import Limit, Offset, Writes, actor_of, etag, expected_version, written
+from commands.bots import BotCommands, SetOwners
 from commands.designer import BOT_PATTERN
 from projections.bots import BotOwners, BotView, bot_owners, get_owners, list_bots
-from projections.core import Page
+from projections.core import Page, ReadStore
 
 BASE = "/api/bots"
 
@@ -40,31 +40,35 @@ class BotsController(Controller):
     def list_items(
         self,
         request: Request[Any, Any, Any],
-        deps: Deps,
+        read: Provided[ReadStore],
         limit: Limit = 50,
         offset: Offset = 0,
     ) -> Page[BotView]:
         """The bots you own (an admin: every bot that has owners), by id."""
-        return list_bots(deps.read, actor_of(request), limit, offset)
+        return list_bots(read, actor_of(request), limit, offset)
 
     @get("/{bot_id:str}/owners", sync_to_thread=True)
     def get_owners(
-        self, request: Request[Any, Any, Any], deps: Deps, bot_id: BotIdParam
+        self, request: Request[Any, Any, Any], read: Provided[ReadStore], bot_id: BotIdParam
     ) -> Response[BotOwners]:
-        found = get_owners(deps.read, bot_id, actor_of(request))
+        found = get_owners(read, bot_id, actor_of(request))
         if found is None:
             raise not_found(f"bot {bot_id}")
         return Response(found, headers=etag(found.version))
 
     @put("/{bot_id:str}/owners", sync_to_thread=True)
     def set_owners(
-        self, request: Request[Any, Any, Any], deps: Deps, bot_id: BotIdParam, data: SetOwners
+        self,
+        request: Request[Any, Any, Any],
+        bots: Provided[BotCommands],
+        read: Provided[ReadStore],
+        writes: Provided[Writes],
+        bot_id: BotIdParam,
+        data: SetOwners,
     ) -> Response[BotOwners]:
         """Replaces the owners (at least one). An admin may also set the owners of a bot
         nobody has claimed yet; `default`'s owners are set by admins only."""
         actor = actor_of(request)
-        saved = deps.bots.set_owners(actor, bot_id, data, expected_version(request))
+        saved = bots.set_owners(actor, bot_id, data, expected_version(request))
         # Whoever just set the owners sees them, even having left the list.
-        return written(
-            deps, saved, f"{BASE}/{bot_id}/owners", lambda: bot_owners(deps.read, bot_id)
-        )
+        return written(writes, saved, f"{BASE}/{bot_id}/owners", lambda: bot_owners(read, bot_id))

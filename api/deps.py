@@ -1,31 +1,29 @@
-"""What the HTTP layer is given by the composition root (infra/bootstrap.py)."""
+"""What the HTTP layer is given by the composition root (infra/bootstrap.py, infra/areas.py).
+
+Handlers declare what they use by name and type (`tasks: Provided[TaskCommands]`); the
+composition root provides each name once, app-wide (`Wiring.dependencies`). A handler that
+declares a name nobody provides stops the app at start-up (Litestar checks it).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TypeAlias, TypeVar
+
+from litestar.di import NamedDependency
+from litestar.params import SkipValidation
+from litestar.types import ControllerRouterHandler
 
 from api.auth import Authenticator
-from commands.admin import AdminCommands
-from commands.bots import BotCommands
-from commands.designer import DesignerCommands
-from commands.paper import PaperCommands
-from commands.ports import Saved
-from commands.sessions import SessionCommands
-from commands.tasks import TaskCommands
-from projections.core import ReadStore
-from projections.paper import EventHistory
+from api.observability import RequestMetrics
 
 T = TypeVar("T")
 
-
-class WaitsForProjections(Protocol):
-    def wait(self, saved: Saved, timeout: float) -> bool: ...
-
-    def find(
-        self, names: Iterable[str], probe: Callable[[], T | None], timeout: float
-    ) -> T | None: ...
+# A dependency injected by its parameter's name. Not validated per request: the values are
+# the composition root's own objects, and many are typed by a Protocol (ReadStore,
+# EventHistory, Operations...), which an isinstance check cannot test.
+Provided: TypeAlias = NamedDependency[SkipValidation[T]]
 
 
 @dataclass
@@ -35,21 +33,13 @@ class InFlight:
     count: int = 0
 
 
-@dataclass
-class Deps:
-    read: ReadStore
-    history: EventHistory
-    tasks: TaskCommands
-    paper: PaperCommands
-    designer: DesignerCommands
-    bots: BotCommands
-    sessions: SessionCommands
-    admin: AdminCommands
-    consistency: WaitsForProjections
-    consistency_timeout: float
+@dataclass(frozen=True)
+class Wiring:
+    """The app as the composition root assembles it from its areas."""
+
+    route_handlers: Sequence[ControllerRouterHandler]
+    dependencies: Mapping[str, object]  # name -> the object every handler naming it gets
     authenticator: Authenticator
-    health: Callable[[], dict[str, str]]
-    stats: Callable[[], dict[str, Any]]
-    event_log: Callable[[int, int], list[dict[str, Any]]]
     max_body_bytes: int
     in_flight: InFlight
+    metrics: RequestMetrics | None = None  # /metrics and request metrics when set

@@ -16,13 +16,29 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.params import Parameter
 
-from api.deps import Deps
+from api.deps import Provided
 from api.errors import ApiError, not_found
-from api.http import Limit, Offset, actor_of, claim_of, create, etag, expected_version, written
-from commands.designer import BOT_PATTERN, NAME_PATTERN, CreateDialog, UpdateDialog
+from api.http import (
+    Limit,
+    Offset,
+    Writes,
+    actor_of,
+    claim_of,
+    create,
+    etag,
+    expected_version,
+    written,
+)
+from commands.designer import (
+    BOT_PATTERN,
+    NAME_PATTERN,
+    CreateDialog,
+    DesignerCommands,
+    UpdateDialog,
+)
 from domain.basic import Diagnostic
 from domain.designer import DuplicateDialog, InvalidDialog
-from projections.core import Page
+from projections.core import Page, ReadStore
 from projections.designer import (
     DeployedSource,
     DeployedVersion,
@@ -80,7 +96,7 @@ class DesignerController(Controller):
     def list_items(
         self,
         request: Request[Any, Any, Any],
-        deps: Deps,
+        read: Provided[ReadStore],
         bot_id: Annotated[
             str | None, Parameter(pattern=BOT_PATTERN, max_length=100, description="A bot's id")
         ] = None,
@@ -92,57 +108,72 @@ class DesignerController(Controller):
         offset: Offset = 0,
     ) -> Page[DialogView]:
         actor_of(request)
-        return list_dialogs(deps.read, DialogFilter(bot_id=bot_id, name=name), limit, offset)
+        return list_dialogs(read, DialogFilter(bot_id=bot_id, name=name), limit, offset)
 
     @post("/", sync_to_thread=True, status_code=201)
     def create_item(
-        self, request: Request[Any, Any, Any], deps: Deps, data: CreateDialog
+        self,
+        request: Request[Any, Any, Any],
+        designer: Provided[DesignerCommands],
+        read: Provided[ReadStore],
+        writes: Provided[Writes],
+        data: CreateDialog,
     ) -> Response[DialogView]:
         actor = actor_of(request)
         claim = claim_of(request, actor, data)
         return create(
-            deps,
+            writes,
             "designer",
-            lambda: _refused(lambda: deps.designer.create(actor, data, claim)),
+            lambda: _refused(lambda: designer.create(actor, data, claim)),
             lambda dialog_id: f"{BASE}/{dialog_id}",
-            lambda dialog_id: get_dialog(deps.read, dialog_id),
+            lambda dialog_id: get_dialog(read, dialog_id),
         )
 
     @get("/{dialog_id:uuid}", sync_to_thread=True)
     def get_item(
-        self, request: Request[Any, Any, Any], deps: Deps, dialog_id: UUID
+        self, request: Request[Any, Any, Any], read: Provided[ReadStore], dialog_id: UUID
     ) -> Response[DialogView]:
         actor_of(request)
-        dialog = get_dialog(deps.read, str(dialog_id))
+        dialog = get_dialog(read, str(dialog_id))
         if dialog is None:
             raise not_found("dialog")
         return Response(dialog, headers=etag(dialog.version))
 
     @put("/{dialog_id:uuid}", sync_to_thread=True)
     def update_item(
-        self, request: Request[Any, Any, Any], deps: Deps, dialog_id: UUID, data: UpdateDialog
+        self,
+        request: Request[Any, Any, Any],
+        designer: Provided[DesignerCommands],
+        read: Provided[ReadStore],
+        writes: Provided[Writes],
+        dialog_id: UUID,
+        data: UpdateDialog,
     ) -> Response[DialogView]:
         actor = actor_of(request)
         with _refusals():
-            saved = deps.designer.update(actor, dialog_id, data, expected_version(request))
+            saved = designer.update(actor, dialog_id, data, expected_version(request))
         return written(
-            deps, saved, f"{BASE}/{dialog_id}", lambda: get_dialog(deps.read, str(dialog_id))
+            writes, saved, f"{BASE}/{dialog_id}", lambda: get_dialog(read, str(dialog_id))
         )
 
     @delete("/{dialog_id:uuid}", sync_to_thread=True, status_code=204)
     def delete_item(
-        self, request: Request[Any, Any, Any], deps: Deps, dialog_id: UUID
+        self,
+        request: Request[Any, Any, Any],
+        designer: Provided[DesignerCommands],
+        writes: Provided[Writes],
+        dialog_id: UUID,
     ) -> Response[None]:
         actor = actor_of(request)
-        saved = deps.designer.delete(actor, dialog_id, expected_version(request))
-        return written(deps, saved, f"{BASE}/{dialog_id}", lambda: None)
+        saved = designer.delete(actor, dialog_id, expected_version(request))
+        return written(writes, saved, f"{BASE}/{dialog_id}", lambda: None)
 
     @post("/{dialog_id:uuid}/validate", sync_to_thread=True, status_code=200)
     def validate(
-        self, request: Request[Any, Any, Any], deps: Deps, dialog_id: UUID
+        self, request: Request[Any, Any, Any], designer: Provided[DesignerCommands], dialog_id: UUID
     ) -> ValidationReport:
         actor_of(request)
-        report = deps.designer.check(dialog_id)
+        report = designer.check(dialog_id)
         return ValidationReport(
             valid=report.valid,
             errors=_findings(report.errors),
@@ -151,7 +182,12 @@ class DesignerController(Controller):
 
     @post("/{dialog_id:uuid}/deploy", sync_to_thread=True, status_code=201)
     def deploy(
-        self, request: Request[Any, Any, Any], deps: Deps, dialog_id: UUID
+        self,
+        request: Request[Any, Any, Any],
+        designer: Provided[DesignerCommands],
+        read: Provided[ReadStore],
+        writes: Provided[Writes],
+        dialog_id: UUID,
     ) -> Response[DeployedVersion]:
         """Makes the draft the bot's live version N+1; a draft with errors is 400 with them."""
         actor = actor_of(request)
@@ -159,13 +195,13 @@ class DesignerController(Controller):
         expected = expected_version(request)
 
         def render(version: str) -> DeployedVersion | None:
-            found = get_version(deps.read, str(dialog_id), int(version))
+            found = get_version(read, str(dialog_id), int(version))
             return None if found is None else _summary(found)
 
         return create(
-            deps,
+            writes,
             "designer",
-            lambda: _refused(lambda: deps.designer.deploy(actor, dialog_id, expected, claim)),
+            lambda: _refused(lambda: designer.deploy(actor, dialog_id, expected, claim)),
             lambda version: f"{BASE}/{dialog_id}/versions/{version}",
             render,
         )
@@ -174,13 +210,13 @@ class DesignerController(Controller):
     def versions(
         self,
         request: Request[Any, Any, Any],
-        deps: Deps,
+        read: Provided[ReadStore],
         dialog_id: UUID,
         limit: Limit = 50,
         offset: Offset = 0,
     ) -> Page[DeployedVersion]:
         actor_of(request)
-        found = list_versions(deps.read, str(dialog_id), limit, offset)
+        found = list_versions(read, str(dialog_id), limit, offset)
         if found is None:
             raise not_found("dialog")
         return found
@@ -189,12 +225,12 @@ class DesignerController(Controller):
     def version(
         self,
         request: Request[Any, Any, Any],
-        deps: Deps,
+        read: Provided[ReadStore],
         dialog_id: UUID,
         version: Annotated[int, Parameter(ge=1, le=2**53 - 1, description="A deployed version")],
     ) -> Response[DeployedSource]:
         actor_of(request)
-        found = get_version(deps.read, str(dialog_id), version)
+        found = get_version(read, str(dialog_id), version)
         if found is None:
             raise not_found(f"dialog version {version}")
         return Response(found, headers=etag(found.version))

@@ -19,8 +19,7 @@ from commands.ports import (
     StoreUnavailable,
     UnstorableText,
 )
-from domain.common import DomainError, Forbidden, Gone, VersionMismatch
-from domain.sessions import SessionClosed
+from domain.common import Conflict, DomainError, Forbidden, Gone, VersionMismatch
 
 log = logging.getLogger("gbserver.api")
 
@@ -104,7 +103,7 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         return envelope(400, str(exc), [{"field": exc.field, "message": str(exc)}])
     if isinstance(exc, NotFound):
         return envelope(404, f"{exc} not found")
-    if isinstance(exc, SessionClosed):
+    if isinstance(exc, Conflict):
         return envelope(409, str(exc))
     if isinstance(exc, Gone):
         return envelope(404, str(exc))

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Annotated, Any, Protocol, TypeVar
 
 import msgspec
 from litestar import Request, Response
 from litestar.params import Parameter
 
-from api.deps import Deps
 from api.errors import ApiError, bad_request
+from api.observability import RequestMetrics
 from commands.fields import WHEN_DESCRIPTION, WHEN_PATTERN, parse_when
 from commands.idempotency import AlreadyClaimed, Claim
 from commands.ports import Saved
@@ -32,6 +33,36 @@ DateTimeParam = Annotated[str, Parameter(pattern=WHEN_PATTERN, description=WHEN_
 _IF_MATCH_ELEMENT = re.compile(r'[ \t]*(?:(W/)?"([\x21\x23-\x7e\x80-\xff]*)")?[ \t]*(?:,|\Z)')
 _VERSION_TAG = re.compile(r"[1-9][0-9]{0,17}")  # the ETags we send: "N", the version
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+class WaitsForProjections(Protocol):
+    def wait(self, saved: Saved, timeout: float) -> bool: ...
+
+    def find(
+        self, names: Iterable[str], probe: Callable[[], T | None], timeout: float
+    ) -> T | None: ...
+
+
+@dataclass(frozen=True)
+class Writes:
+    """How a write is answered (read-your-writes): its projections are waited for, up to
+    `timeout` seconds; `written` answers 202 past that, and counts it in `metrics`."""
+
+    consistency: WaitsForProjections
+    timeout: float
+    metrics: RequestMetrics | None = None
+
+    def wait(self, saved: Saved) -> bool:
+        """Whether the projections of `saved` have it (False: not within the timeout)."""
+        return self.consistency.wait(saved, self.timeout)
+
+    def find(self, names: Iterable[str], probe: Callable[[], T | None]) -> T | None:
+        """`probe`'s answer once these projections give one (None: not within the timeout)."""
+        return self.consistency.find(names, probe, self.timeout)
+
+    def timed_out(self) -> None:
+        if self.metrics is not None:
+            self.metrics.consistency_timed_out()
 
 
 def actor_of(request: Request[Any, Any, Any]) -> Actor:
@@ -94,14 +125,15 @@ def etag(version: int) -> dict[str, str]:
 
 
 def written(
-    deps: Deps,
+    writes: Writes,
     saved: Saved,
     location: str,
     render: Callable[[], T | None],
     status: int = 200,
 ) -> Response[Any]:
     """Answers a write once its projections have it; 202 + Location if that takes too long."""
-    if not deps.consistency.wait(saved, deps.consistency_timeout):
+    if not writes.wait(saved):
+        writes.timed_out()
         return Response(
             {"status": "accepted", "location": location},
             status_code=202,
@@ -118,7 +150,7 @@ def written(
 
 
 def create(
-    deps: Deps,
+    writes: Writes,
     projection: str,
     action: Callable[[], tuple[str, Saved]],
     location_of: Callable[[str], str],
@@ -133,7 +165,7 @@ def create(
             raise
         first = replay.resource_id
         # The first request may still be on its way into the read model.
-        body = deps.consistency.find([projection], lambda: render(first), deps.consistency_timeout)
+        body = writes.find([projection], lambda: render(first))
         if body is None:
             raise ApiError(
                 404, "the resource this Idempotency-Key created no longer exists"
@@ -143,4 +175,4 @@ def create(
             status_code=status,
             headers={"Location": location_of(replay.resource_id), "Idempotent-Replayed": "true"},
         )
-    return written(deps, saved, location_of(resource_id), lambda: render(resource_id), status)
+    return written(writes, saved, location_of(resource_id), lambda: render(resource_id), status)

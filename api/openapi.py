@@ -86,7 +86,7 @@ def complete(schema: dict[str, Any], public_paths: tuple[str, ...]) -> None:
                 }
             if "204" in responses:
                 responses["204"].pop("content", None)
-            if method in ("post", "put", "delete"):
+            if method in ("post", "put", "delete") and not _declared(responses.get("202")):
                 responses["202"] = {
                     "description": "Saved; the read model has not caught up yet (see Location)",
                     "content": _json("Accepted"),

@@ -16,8 +16,8 @@ on a fresh database that is dropped afterwards):
 3. Times, `--rounds` times each, in this order per round:
    - raw read: `events.notifications(after, 5000, ())` to the end of the log;
    - read + decode: the same, plus `events.decode(n)` of every notification;
-   - rebuild: `infra.runner.rebuild(projections["tasks"], events, progress=no-op)`, which
-     drops and recreates the tasks tables, then replays and applies the whole log.
+   - rebuild: the online rebuild, `ProjectionOps.rebuild("tasks")`, which replays and applies
+     the whole log into a shadow store, then swaps its tables in.
    and reports the median round as events/s, with rebuild/raw and rebuild/decode ratios.
 4. Checks the rebuilt table holds one row per task.
 
@@ -53,7 +53,6 @@ from bench.run import at_least, machine
 from infra.bootstrap import Services
 from infra.config import Settings
 from infra.eventstore import EventStoreAdapter
-from infra.runner import rebuild
 from tests.load import write_tasks
 
 READ_BATCH = 5000
@@ -98,12 +97,7 @@ def read_decoded(events: EventStoreAdapter) -> int:
 
 
 def rebuild_tasks(services: Services) -> int:
-    return rebuild(
-        services.projections["tasks"],
-        services.events,
-        progress=lambda *_: None,
-        batch_size=READ_BATCH,
-    )
+    return services.operations().rebuild("tasks", lambda *_: None)
 
 
 def task_rows(services: Services) -> int:

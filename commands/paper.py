@@ -50,7 +50,11 @@ class PaperCommands:
         self, actor: Actor, cmd: CreateDocument, claim: Claim | None = None
     ) -> tuple[str, Saved]:
         doc = PaperDocument(
-            owner=actor.email, title=cmd.title.strip(), content=cmd.content, type=cmd.type
+            owner=actor.email,
+            title=cmd.title.strip(),
+            content=cmd.content,
+            type=cmd.type,
+            author=actor.email,
         )
         return str(doc.id), save_new(self.store, doc, claim)
 

@@ -11,6 +11,12 @@ limit hit ends the turn as a dialog error (DialogFailed naming the limit; the us
 apology), so nothing large is ever written. Text a dialog makes is normalised
 (domain.text) before it goes into an event: every store can hold it.
 
+What a dialog may do comes in areas of keywords (domain.basic.platform): the core every
+turn has (clock, random, UUIDs, memory, PRINT, WAIT: TurnCore, here), the LLM's (DialogLlm,
+here, with the answer pipeline that shares its port and budget), and the providers the
+composition root hands to SessionCommands (`keywords`: area -> KeywordProvider, such as
+commands.tasks.DialogTasks). An area without a provider refuses its keywords.
+
 Shared state (bot memory, a user's memory across sessions) never fails one user's message
 because of another's: a turn that loses the race on it is re-run from freshly loaded state,
 a bounded number of times; its outside calls and wall time count across the re-runs.
@@ -25,7 +31,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,28 +41,27 @@ from uuid import UUID, uuid5
 import msgspec
 from msgspec import Meta
 
-from commands.fields import Email, InvalidField, parse_when
+from commands.fields import Email
 from commands.idempotency import Claim, refuse_reused, save_claimed, save_new
 from commands.ports import ConcurrencyConflict, EventStore, NotFound, Saved
+from commands.turn import EVENT_OVERHEAD, KeywordProvider, TurnBudget, TurnContext, TurnLimits
 from domain.basic import (
     BasicSyntaxError,
-    BudgetExceeded,
-    Limits,
+    Platform,
     PlatformError,
     Program,
     RuntimeFailure,
     State,
     Turn,
-    UnavailablePlatform,
     Value,
     parse,
     resume,
     start,
 )
+from domain.basic.platform import AREAS, LLM, unavailable
 from domain.basic.values import encoded_size
-from domain.common import Actor, Forbidden, rfc3339
+from domain.common import Actor, Forbidden
 from domain.sessions import Memory, Session
-from domain.tasks import PRIORITIES, Task
 from domain.text import clean, clean_value
 
 log = logging.getLogger("gbserver.dialogs")
@@ -72,8 +77,6 @@ _MEMORY = UUID("0b1c7d1e-6a52-4d7e-9d55-3c1a3f0b8e21")
 MAX_ATTEMPTS = 10
 # Parsed programs kept, least recently used dropped first.
 PROGRAM_CACHE = 500
-# What an event adds around the values a turn writes (ids, topic, timestamp, names).
-EVENT_OVERHEAD = 256
 
 
 class OpenSession(msgspec.Struct, forbid_unknown_fields=True):
@@ -85,54 +88,6 @@ class OpenSession(msgspec.Struct, forbid_unknown_fields=True):
 class SendMessage(msgspec.Struct, forbid_unknown_fields=True):
     content: Annotated[str, Meta(min_length=1, max_length=10_000)]
     type: Literal["text"] = "text"
-
-
-@dataclass(frozen=True)
-class TurnLimits:
-    """What one message may spend (the GB_TURN_* settings); sizes are bytes of JSON."""
-
-    max_state_bytes: int = 256 * 1024  # the dialog state kept at a HEAR
-    max_value_bytes: int = 64 * 1024  # one value a dialog stores (variable, memory...)
-    max_event_bytes: int = 384 * 1024  # all a turn writes: replies, state, memory, tasks
-    max_calls: int = 10  # outside calls (LLM, ...) in one turn, re-runs included
-    seconds: float = 10.0  # wall time of one turn, re-runs included
-
-    def machine(self) -> Limits:
-        return Limits(
-            max_value_bytes=self.max_value_bytes,
-            max_state_bytes=self.max_state_bytes,
-            max_output_bytes=self.max_event_bytes,
-        )
-
-
-class TurnBudget:
-    """The outside calls and wall time one message has left, across re-runs of its turn."""
-
-    def __init__(self, limits: TurnLimits, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limits = limits
-        self.clock = clock
-        self.deadline = clock() + limits.seconds
-        self.calls = 0
-
-    def remaining(self) -> float:
-        return max(0.0, self.deadline - self.clock())
-
-    def check_time(self) -> None:
-        if self.clock() > self.deadline:
-            raise BudgetExceeded(
-                f"the turn ran longer than {self.limits.seconds:g} seconds"
-                " (the limit is GB_TURN_SECONDS)"
-            )
-
-    def outside_call(self, what: str) -> None:
-        """Counts a call that leaves the server; refuses it once the budget is spent."""
-        self.check_time()
-        if self.calls >= self.limits.max_calls:
-            raise BudgetExceeded(
-                f"the turn made more than {self.limits.max_calls} outside calls ({what})"
-                " (the limit is GB_TURN_MAX_CALLS)"
-            )
-        self.calls += 1
 
 
 @dataclass(frozen=True)
@@ -186,37 +141,20 @@ def _same(a: Value, b: Value) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
-class TurnPlatform(UnavailablePlatform):
-    """What a dialog may do during one turn; changes are collected and saved with the turn.
+class TurnCore:
+    """The core keywords during one turn: clock, random source, UUIDs, memory, PRINT, WAIT.
 
     Memory is read once per turn and written at its end, one MemorySet per key whose value
-    changed. Everything written is counted against TurnLimits.max_event_bytes as it is made.
-    Areas that have not landed yet (mail, calendar, meet, drive, knowledge base) keep
-    UnavailablePlatform's refusal: "the <area> area is not available yet"; when they land,
-    each call goes through `budget.outside_call` like the LLM's.
+    changed. What it sets goes to the turn's TurnWrites, counted against
+    TurnLimits.max_event_bytes as it is made.
     """
 
-    def __init__(
-        self,
-        store: EventStore,
-        session: Session,
-        clock: Callable[[], datetime],
-        llm: Llm | None,
-        budget: TurnBudget,
-    ) -> None:
-        self.store = store
-        self.session = session
-        self.clock = clock
-        self.llm_port = llm
-        self.budget = budget
-        self.limits = budget.limits
-        self.written = 0
+    def __init__(self, turn: TurnContext) -> None:
+        self.turn = turn
         self._loaded: dict[str, Memory] = {}
-        self._writes: dict[tuple[str, str], tuple[Value, int]] = {}
-        self._tasks: list[Task] = []
 
     def now(self) -> datetime:
-        return self.clock()
+        return self.turn.clock()
 
     def random(self) -> float:
         return random.random()
@@ -224,33 +162,17 @@ class TurnPlatform(UnavailablePlatform):
     def new_uuid(self) -> str:
         return str(uuid.uuid4())
 
-    # --- what the turn writes ----------------------------------------------------------------
-
-    def _charge(self, size: int) -> None:
-        self.written += size
-        limit = self.limits.max_event_bytes
-        if self.written > limit:
-            raise BudgetExceeded(
-                f"the turn's changes are larger than {limit:,} bytes"
-                " (the limit is GB_TURN_MAX_EVENT_BYTES)"
-            )
-
     def changes(self) -> list[Any]:
-        """The aggregates to save with the turn (memory is loaded now if it was not read)."""
+        """The aggregates to save with the turn: the memory that changed (loaded now if it
+        was not read), then what the areas' keywords made, in order."""
         changed: dict[UUID, Memory] = {}
-        for (scope, key), (value, _) in self._writes.items():
+        for (scope, key), (value, _) in self.turn.writes.memory.items():
             memory = self._memory(scope)
             if key in memory.values and _same(memory.values[key], value):
                 continue
             memory.set(key=key, value=value)
             changed[memory.id] = memory
-        return [*changed.values(), *self._tasks]
-
-    def discard(self) -> None:
-        """Nothing of this turn is written (it grew past the turn's limit)."""
-        self._writes.clear()
-        self._tasks.clear()
-        self.written = 0
+        return [*changed.values(), *self.turn.writes.aggregates]
 
     # --- memory --------------------------------------------------------------------------
 
@@ -259,7 +181,7 @@ class TurnPlatform(UnavailablePlatform):
         if found is not None:
             return found
         try:
-            loaded = self.store.get(memory_id(scope))
+            loaded = self.turn.store.get(memory_id(scope))
         except NotFound:
             loaded = Memory(scope=scope, id=memory_id(scope))
         if not isinstance(loaded, Memory):
@@ -269,7 +191,7 @@ class TurnPlatform(UnavailablePlatform):
 
     def _get(self, scope: str, key: str) -> Value:
         name = clean(str(key))
-        pending = self._writes.get((scope, name))
+        pending = self.turn.writes.memory.get((scope, name))
         if pending is not None:
             return pending[0]
         value: Value = self._memory(scope).values.get(name)
@@ -278,22 +200,23 @@ class TurnPlatform(UnavailablePlatform):
     def _set(self, scope: str, key: str, value: Value) -> None:
         name = clean(str(key))
         stored = clean_value(value)
-        limit = self.limits.max_value_bytes
+        limit = self.turn.limits.max_value_bytes
         size = encoded_size(stored, limit)
         if size > limit:
             raise PlatformError(
                 f"a memory value larger than {limit:,} bytes (the limit is GB_TURN_MAX_VALUE_BYTES)"
             )
         cost = size + encoded_size([scope, name]) + EVENT_OVERHEAD
-        previous = self._writes.get((scope, name))
-        self._charge(cost - (previous[1] if previous else 0))
-        self._writes[(scope, name)] = (stored, cost)
+        writes = self.turn.writes
+        previous = writes.memory.get((scope, name))
+        writes.charge(cost - (previous[1] if previous else 0))
+        writes.memory[(scope, name)] = (stored, cost)
 
     def _bot_scope(self) -> str:
-        return f"bot:{self.session.bot_id}"
+        return f"bot:{self.turn.session.bot_id}"
 
     def _user_scope(self) -> str:
-        return f"user:{self.session.bot_id}:{self.session.user_id}"
+        return f"user:{self.turn.session.bot_id}:{self.turn.session.user_id}"
 
     def get_bot_memory(self, key: str) -> Value:
         return self._get(self._bot_scope(), key)
@@ -307,54 +230,36 @@ class TurnPlatform(UnavailablePlatform):
     def set_user_memory(self, key: str, value: Value) -> None:
         self._set(self._user_scope(), key, value)
 
-    # --- tasks, LLM, log -------------------------------------------------------------------
-
-    def create_task(self, title: str, assignee: str, due: str, priority: str | None) -> Value:
-        title = clean(str(title)).strip()
-        if not 1 <= len(title) <= 500:
-            raise PlatformError("CREATE TASK needs a title of 1 to 500 characters")
-        chosen = (priority or "medium").lower()
-        if chosen not in PRIORITIES:
-            raise PlatformError(f"CREATE TASK priority must be one of {', '.join(PRIORITIES)}")
-        who = clean(str(assignee)).strip().lower()[:320] if assignee else ""
-        task = Task(
-            owner=self.session.user_id,
-            title=title,
-            description=None,
-            due_date=_due(due),
-            priority=chosen,
-            status="pending",
-            assignee=who or None,
-        )
-        self._charge(encoded_size([title, who, task.due_date, chosen]) + EVENT_OVERHEAD)
-        self._tasks.append(task)
-        return str(task.id)
-
-    def llm(self, prompt: str) -> str:
-        if self.llm_port is None:
-            raise PlatformError("no LLM is configured (GB_LLM_URL)")
-        self.budget.outside_call("LLM")
-        # The call may take what is left of the turn's wall time, no more.
-        return self.llm_port.complete(SYSTEM_PROMPT, str(prompt), self.budget.remaining())
+    # --- log -----------------------------------------------------------------------------
 
     def log(self, text: str) -> None:
-        log.info("session %s: %s", self.session.id, text[:2000])
+        log.info("session %s: %s", self.turn.session.id, text[:2000])
 
     def wait(self, seconds: float) -> None:
         """WAIT does not hold a server thread: the pause is the client's to render."""
 
 
-def _due(value: str) -> str | None:
-    text = str(value).strip() if value else ""
-    if not text:
-        return None
-    if len(text) == 10:  # YYYY-MM-DD: the end of that day in UTC
-        text += "T23:59:59Z"
-    try:
-        return rfc3339(parse_when(text, "due"))
-    except InvalidField:
-        shown = clean(str(value))[:40]
-        raise PlatformError(f"CREATE TASK due date {shown!r} is not a date") from None
+class DialogLlm:
+    """The llm area of keywords for one turn. It lives with the answer pipeline, which asks
+    the same port through it, so both charge the turn's budget the same way.
+
+    LLM is an outside call (`budget.outside_call`) and may take what is left of the turn's
+    wall time, no more. SET CONTEXT has not landed: it refuses like a missing area.
+    """
+
+    def __init__(self, port: Llm | None, turn: TurnContext) -> None:
+        self.port = port
+        self.turn = turn
+
+    def llm(self, prompt: str) -> str:
+        if self.port is None:
+            raise PlatformError("no LLM is configured (GB_LLM_URL)")
+        budget = self.turn.budget
+        budget.outside_call("LLM")
+        return self.port.complete(SYSTEM_PROMPT, str(prompt), budget.remaining())
+
+    def set_context(self, name: str, text: str) -> None:
+        raise unavailable(LLM)
 
 
 class _SharedStateMoved(Exception):
@@ -365,6 +270,9 @@ Reply = tuple[list[str], list[dict[str, Any]], str]
 
 
 class SessionCommands:
+    """`keywords` gives an area of dialog keywords (domain.basic.platform.AREAS) its provider;
+    the llm area's comes from `llm`, which also answers messages no dialog takes."""
+
     def __init__(
         self,
         store: EventStore,
@@ -373,10 +281,23 @@ class SessionCommands:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         limits: TurnLimits = TurnLimits(),  # noqa: B008 - frozen, shared safely
         monotonic: Callable[[], float] = time.monotonic,
+        keywords: Mapping[str, KeywordProvider] | None = None,
     ) -> None:
+        keywords = dict(keywords or {})
+        unknown = sorted(area for area in keywords if area not in AREAS)
+        if unknown:
+            raise ValueError(
+                f"no area of keywords is named {', '.join(unknown)} (the areas: {', '.join(AREAS)})"
+            )
+        if LLM in keywords:
+            raise ValueError("the llm area's keywords come from the LLM SessionCommands is given")
         self.store = store
         self.catalog = catalog
         self.llm = llm
+        self.keywords: dict[str, KeywordProvider] = {
+            **keywords,
+            LLM: lambda turn: DialogLlm(llm, turn),
+        }
         self.clock = clock
         self.limits = limits
         self.machine_limits = limits.machine()
@@ -439,12 +360,14 @@ class SessionCommands:
         loaded_version = session.version
         received_id = str(uuid.uuid4())
         session.receive(received_id, cmd.content, cmd.type)
-        platform = TurnPlatform(self.store, session, self.clock, self.llm, budget)
-        parts, suggestions, source = self._turn(session, cmd.content, platform, budget)
+        turn = TurnContext(self.store, session, self.clock, budget)
+        core = TurnCore(turn)
+        platform = Platform(core, {area: make(turn) for area, make in self.keywords.items()})
+        parts, suggestions, source = self._turn(session, cmd.content, platform, turn)
         reply_id = str(uuid.uuid4())
         session.reply(reply_id, received_id, parts, suggestions, source)
         try:
-            saved = save_claimed(self.store, claim, reply_id, session, *platform.changes())
+            saved = save_claimed(self.store, claim, reply_id, session, *core.changes())
         except ConcurrencyConflict:
             current = self.store.get(session.id)
             if current.version != loaded_version:
@@ -456,9 +379,7 @@ class SessionCommands:
 
     # --- the turn --------------------------------------------------------------------------
 
-    def _turn(
-        self, session: Session, text: str, platform: TurnPlatform, budget: TurnBudget
-    ) -> Reply:
+    def _turn(self, session: Session, text: str, platform: Platform, turn: TurnContext) -> Reply:
         if session.dialog_state is not None:
             try:
                 state = State.from_data(session.dialog_state)
@@ -466,8 +387,8 @@ class SessionCommands:
                 session.dialog_failed(dialog="", line=0, message=f"unreadable saved state: {e}")
                 return [APOLOGY], [], "dialog"
             sources = dict(session.dialog_sources)
-            turn = self._resume(session.bot_id, state, sources, text, platform, budget)
-            return self._after(session, state.dialog, turn, platform, sources)
+            ran = self._resume(session.bot_id, state, sources, text, platform, turn.budget)
+            return self._after(session, state.dialog, ran, turn, sources)
         if not session.started:
             session.dialog_started()
             live = self.catalog.live(session.bot_id, START_DIALOG)
@@ -489,8 +410,8 @@ class SessionCommands:
                     limits=self.machine_limits,
                 )
                 sources = {_source_key(START_DIALOG, live.version): live.dialog_id}
-                turn = self._resume(session.bot_id, state, sources, None, platform, budget)
-                return self._after(session, START_DIALOG, turn, platform, sources)
+                ran = self._resume(session.bot_id, state, sources, None, platform, turn.budget)
+                return self._after(session, START_DIALOG, ran, turn, sources)
         return self._answer(text, platform)
 
     def _resume(
@@ -499,7 +420,7 @@ class SessionCommands:
         state: State,
         sources: dict[str, str],
         text: str | None,
-        platform: TurnPlatform,
+        platform: Platform,
         budget: TurnBudget,
     ) -> Turn:
         return resume(
@@ -515,20 +436,20 @@ class SessionCommands:
         self,
         session: Session,
         dialog: str,
-        turn: Turn,
-        platform: TurnPlatform,
+        ran: Turn,
+        turn: TurnContext,
         sources: dict[str, str],
     ) -> Reply:
-        parts = list(turn.outputs)
-        suggestions: list[dict[str, Any]] = [dict(s) for s in turn.suggestions]
-        error = turn.error
-        kept = turn.state if error is None and turn.waiting else None
+        parts = list(ran.outputs)
+        suggestions: list[dict[str, Any]] = [dict(s) for s in ran.suggestions]
+        error = ran.error
+        kept = ran.state if error is None and ran.waiting else None
         state = kept.to_data() if kept is not None else None
         if error is None:
             limit = self.limits.max_event_bytes
-            size = encoded_size([parts, suggestions, state], limit) + platform.written
+            size = encoded_size([parts, suggestions, state], limit) + turn.writes.size
             if size > limit:
-                platform.discard()
+                turn.writes.discard()
                 parts, suggestions, state = [], [], None
                 line = kept.pending.line if kept is not None and kept.pending else 0
                 error = RuntimeFailure(
@@ -547,7 +468,7 @@ class SessionCommands:
             session.dialog_ended()
         return parts, suggestions, "dialog"
 
-    def _answer(self, text: str, platform: TurnPlatform) -> Reply:
+    def _answer(self, text: str, platform: Platform) -> Reply:
         """No dialog is waiting: the LLM if one is configured, else a polite 'I don't know'."""
         if self.llm is not None:
             try:

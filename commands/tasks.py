@@ -1,4 +1,4 @@
-"""Task commands: create, change, delete."""
+"""Task commands: create, change, delete; and the tasks area of dialog keywords (CREATE TASK)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,15 @@ from uuid import UUID
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from commands.fields import Email, Title, When, parse_when
+from commands.fields import Email, InvalidField, Title, When, parse_when
 from commands.idempotency import Claim, save_new
 from commands.ports import EventStore, NotFound, Saved
+from commands.turn import EVENT_OVERHEAD, TurnContext
+from domain.basic import PlatformError, Value
+from domain.basic.values import encoded_size
 from domain.common import Actor, Forbidden, IfMatch, check_version, rfc3339
-from domain.tasks import ASSIGNEE_MAY_CHANGE, Task
+from domain.tasks import ASSIGNEE_MAY_CHANGE, PRIORITIES, Task
+from domain.text import clean
 
 Description = Annotated[str, Meta(max_length=20_000)]
 Priority = Literal["low", "medium", "high"]
@@ -106,3 +110,47 @@ class TaskCommands:
 
 def _manages(actor: Actor, task: Task) -> bool:
     return actor.is_admin or task.is_owned_by(actor.email)
+
+
+class DialogTasks:
+    """The tasks area of dialog keywords for one turn (its KeywordProvider is the class).
+
+    CREATE TASK makes a task owned by the session's user, saved with the turn.
+    """
+
+    def __init__(self, turn: TurnContext) -> None:
+        self.turn = turn
+
+    def create_task(self, title: str, assignee: str, due: str, priority: str | None) -> Value:
+        title = clean(str(title)).strip()
+        if not 1 <= len(title) <= 500:
+            raise PlatformError("CREATE TASK needs a title of 1 to 500 characters")
+        chosen = (priority or "medium").lower()
+        if chosen not in PRIORITIES:
+            raise PlatformError(f"CREATE TASK priority must be one of {', '.join(PRIORITIES)}")
+        who = clean(str(assignee)).strip().lower()[:320] if assignee else ""
+        task = Task(
+            owner=self.turn.session.user_id,
+            title=title,
+            description=None,
+            due_date=_due(due),
+            priority=chosen,
+            status="pending",
+            assignee=who or None,
+        )
+        size = encoded_size([title, who, task.due_date, chosen]) + EVENT_OVERHEAD
+        self.turn.writes.add(task, size)
+        return str(task.id)
+
+
+def _due(value: str) -> str | None:
+    text = str(value).strip() if value else ""
+    if not text:
+        return None
+    if len(text) == 10:  # YYYY-MM-DD: the end of that day in UTC
+        text += "T23:59:59Z"
+    try:
+        return rfc3339(parse_when(text, "due"))
+    except InvalidField:
+        shown = clean(str(value))[:40]
+        raise PlatformError(f"CREATE TASK due date {shown!r} is not a date") from None

@@ -1,4 +1,25 @@
-"""What every area's aggregates share: the errors a command can end in."""
+"""What every area's aggregates share: the errors a command can end in.
+
+How an event evolves (upcasting; the example is domain.paper's PaperCreated). Stored events
+are never rewritten: an old shape is upgraded each time it is read, by the event-store
+library (eventsourcing's Mapper.to_domain_event), on every path (aggregate loads, history,
+projections, rebuilds, the Kafka feed, which carries the stored state as it is).
+
+1. Declare the event as a class of its own on the aggregate, with its fields and its TOPIC,
+   which never changes (`class XCreated(Aggregate.Created)`, or `Aggregate.Event` for
+   later events), and decorate the method with `@event(XCreated)` instead of
+   `@event("XCreated", topic=...)`; the class name stays the event's name.
+2. Set `class_version = N + 1` on it (N is 1 for a class that has none) and add the new
+   field. New events are stored with "class_version": N + 1 (version 1 is stored without).
+3. Beside it, add `@staticmethod def upcast_vN_vN+1(state: dict) -> None` that turns the
+   stored state of version N into version N + 1 in place (say, fill the new field from the
+   old ones). Reading a version-K event runs every upcaster from K up, in turn: never edit
+   or remove an old one, add the next.
+4. Test it by writing the old shape straight into the event store (tests/test_upcasting.py).
+
+Aggregate attributes need nothing of this: snapshots taken by other code are ignored
+(infra.eventstore.code_stamp) and the aggregate is replayed from its events.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +37,11 @@ class Gone(DomainError):
 
 class Forbidden(DomainError):
     """The actor may not act on this aggregate."""
+
+
+class Conflict(DomainError):
+    """The resource's current state refuses this request (a closed session, a rebuild
+    already running): retrying unchanged will not help, changing the state may (409)."""
 
 
 class VersionMismatch(DomainError):

@@ -17,14 +17,40 @@ class PaperDocument(Aggregate):
     class Created(Aggregate.Created):
         TOPIC = "gbserver.paper.PaperDocument.Created"
 
-    @event("PaperCreated", topic="gbserver.paper.PaperCreated")
-    def __init__(self, owner: str, title: str, content: str, type: str) -> None:
+    class PaperCreated(Aggregate.Created):
+        """A document was created by `author`, who owns it.
+
+        Version 2 added `author` (see domain.common for how events evolve); version 1
+        events, stored before, are read with the owner as their author. Not given (""),
+        the author is the owner: whoever creates a document owns it.
+        """
+
+        TOPIC = "gbserver.paper.PaperCreated"
+        class_version = 2
+
+        owner: str
+        title: str
+        content: str
+        type: str
+        author: str = ""
+
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            if not self.author:
+                object.__setattr__(self, "author", self.owner)
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["author"] = state["owner"]
+
+    @event(PaperCreated)
+    def __init__(self, owner: str, title: str, content: str, type: str, author: str = "") -> None:
         self.owner = owner
         self.title = title
         self.content = content
         self.type = type
         self.deleted = False
-        self.last_author = owner
+        self.last_author = author or owner
 
     def may_be_seen_by(self, email: str) -> bool:
         return email == self.owner

@@ -11,13 +11,13 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.common import Gone
+from domain.common import Conflict
 from domain.text import clean, clean_value
 
 STATUSES = ("active", "closed")
 
 
-class SessionClosed(Gone):
+class SessionClosed(Conflict):
     """Messages to a closed session are refused."""
 
 

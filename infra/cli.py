@@ -12,6 +12,7 @@ import msgspec
 
 from commands.ports import StoreUnavailable
 from infra.config import ConfigError, Settings
+from infra.logs import configure as configure_logging
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,10 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"gbserver: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format)
     if settings.log_level != "debug":
         # kafka-python logs every failed reconnect at ERROR; our relay and projector report
         # an outage once, and its end.
@@ -80,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(settings: Settings, host: str, port: int, *, workers: bool) -> int:
     import uvicorn
+    from prometheus_client import start_http_server
 
     from api.app import asgi
     from commands.admin import AdminCommands
@@ -93,13 +92,34 @@ def _serve(settings: Settings, host: str, port: int, *, workers: bool) -> int:
                 print(f"Admin token (shown once, keep it): {secret}", flush=True)
         if workers:
             services.start_workers()
+        on_shutdown = [services.close]
+        listen = settings.metrics_address()
+        if listen is not None:
+            # Prometheus' own HTTP server, without auth: GB_METRICS_LISTEN is meant for a
+            # network only the scraper reaches (the API's /metrics stays admin-only).
+            try:
+                metrics_server, _ = start_http_server(
+                    listen[1], listen[0], registry=services.metrics.registry
+                )
+            except OSError as e:
+                print(
+                    f"gbserver: GB_METRICS_LISTEN {settings.metrics_listen}: {e}", file=sys.stderr
+                )
+                return 2
+            on_shutdown.insert(0, metrics_server.server_close)
+            on_shutdown.insert(0, metrics_server.shutdown)
+            logging.getLogger("gbserver").info(
+                "metrics on http://%s:%s/metrics", metrics_server.server_name, listen[1]
+            )
         # Closed by the app's shutdown hook: uvicorn re-raises SIGTERM once it has stopped,
         # which ends the process before a `finally` here could run.
         config = uvicorn.Config(
-            asgi(services.deps(), on_shutdown=[services.close]),
+            asgi(services.wiring(), on_shutdown=on_shutdown),
             host=host,
             port=port,
             log_level=settings.log_level,
+            log_config=None,  # uvicorn's error log goes through our handler (infra.logs)
+            access_log=False,  # api.observability logs one line per request instead
             timeout_graceful_shutdown=5,
             server_header=False,
         )
@@ -139,9 +159,10 @@ def _rebuild(settings: Settings, names: Sequence[str]) -> int:
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     from infra.bootstrap import Services
-    from infra.runner import rebuild
+    from projections.operations import RebuildRunning
 
     services = Services.open(settings)
+    ops = services.operations()
     try:
         unknown = sorted(set(names) - set(services.projections))
         if unknown:
@@ -166,7 +187,11 @@ def _rebuild(settings: Settings, names: Sequence[str]) -> int:
                 def advance(done: int, total: int, bar: TaskID = bar) -> None:
                     progress.update(bar, completed=done, total=total)
 
-                applied = rebuild(projection, services.events, advance)
+                try:
+                    applied = ops.rebuild(projection.name, advance)
+                except RebuildRunning as e:
+                    print(f"gbserver: {e}", file=sys.stderr)
+                    return 1
                 progress.update(bar, description=projection.name)
                 progress.console.print(
                     f"{projection.name}: {applied} events applied in "
@@ -179,13 +204,15 @@ def _rebuild(settings: Settings, names: Sequence[str]) -> int:
 
 def _events(settings: Settings, after: int, limit: int | None, aggregate: str | None) -> int:
     from infra.bootstrap import Services
+    from infra.monitoring import EventLog
 
     services = Services.open(settings)
+    event_log = EventLog(services.events)
     out = sys.stdout.buffer
     printed = 0
     try:
         while limit is None or printed < limit:
-            page = services.event_log(after, 1000)
+            page = event_log.page(after, 1000)
             if not page:
                 break
             after = page[-1]["id"]

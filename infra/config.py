@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ class Settings:
     consistency_timeout: float = 5.0
     auth_cache_ttl: float = 60.0
     log_level: str = "info"
+    log_format: str = "text"  # or "json"; from_env picks json when stderr is not a terminal
+    metrics_listen: str = ""  # host:port of a Prometheus listener of its own; empty: none
     llm_url: str = ""
     llm_model: str = "gpt-4o-mini"
     llm_key: str = ""
@@ -30,7 +33,7 @@ class Settings:
     kafka_topic: str = "gbserver.events"
     kafka_partitions: int = 6
     kafka_group: str = "gbserver.events.projectors"
-    # One dialog turn (commands.sessions.TurnLimits); sizes are bytes of JSON.
+    # One dialog turn (commands.turn.TurnLimits); sizes are bytes of JSON.
     turn_max_state_bytes: int = 256 * 1024
     turn_max_value_bytes: int = 64 * 1024
     turn_max_event_bytes: int = 384 * 1024
@@ -44,6 +47,28 @@ class Settings:
     @property
     def uses_postgres(self) -> bool:
         return self.database_url.startswith(("postgresql://", "postgres://"))
+
+    def metrics_address(self) -> tuple[str, int] | None:
+        """GB_METRICS_LISTEN as (host, port); None when unset. `:9100` listens on every
+        interface, `[::1]:9100` on an IPv6 address."""
+        if not self.metrics_listen:
+            return None
+        host, sep, port = self.metrics_listen.rpartition(":")
+        bracketed = host.startswith("[") and host.endswith("]")
+        if bracketed:
+            host = host[1:-1]
+        if (
+            not sep
+            or not port.isdigit()
+            or not 0 < int(port) < 65536
+            or (":" in host and not bracketed)
+            or any(c in host for c in "[]/ ")
+        ):
+            raise ConfigError(
+                "GB_METRICS_LISTEN must be host:port (e.g. 127.0.0.1:9100 or :9100),"
+                f" got {self.metrics_listen!r}"
+            )
+        return host or "0.0.0.0", int(port)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -61,7 +86,9 @@ class Settings:
             max_body_bytes=_int(env, "GB_MAX_BODY_BYTES", 1_048_576, minimum=1024),
             consistency_timeout=_float(env, "GB_CONSISTENCY_TIMEOUT", 5.0),
             auth_cache_ttl=_float(env, "GB_AUTH_CACHE_TTL", 60.0),
-            log_level=env.get("GB_LOG_LEVEL", "info").lower(),
+            log_level=_choice(env, "GB_LOG_LEVEL", LOG_LEVELS, "info"),
+            log_format=_choice(env, "GB_LOG_FORMAT", LOG_FORMATS, _default_log_format()),
+            metrics_listen=env.get("GB_METRICS_LISTEN", "").strip(),
             llm_url=env.get("GB_LLM_URL", "").strip(),
             llm_model=env.get("GB_LLM_MODEL", "").strip() or "gpt-4o-mini",
             llm_key=env.get("GB_LLM_KEY", ""),
@@ -77,6 +104,7 @@ class Settings:
             turn_seconds=_float(env, "GB_TURN_SECONDS", 10.0),
         )
         _check_turn_limits(settings)
+        settings.metrics_address()  # a malformed listener is a config error at startup
         if settings.uses_postgres:
             settings.postgres_env()  # a malformed URL is a config error, not a crash later
         return settings
@@ -174,3 +202,21 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if value <= 0:
         raise ConfigError(f"{name} must be positive, got {value}")
     return value
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("json", "text")
+
+
+def _default_log_format() -> str:
+    """Text for a person at a terminal, one JSON object per line for a log collector."""
+    return "text" if sys.stderr is not None and sys.stderr.isatty() else "json"
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if raw.lower() not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw.lower()

@@ -9,7 +9,8 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from functools import lru_cache
 from pathlib import Path
@@ -441,18 +442,19 @@ class GBApplication(Application[UUID]):
         if self.breaker is not None:
             assert isinstance(self.recorder, PostgresEventRecorder)
             self.breaker.guard(self.recorder.datastore.pool)
-        self._saved_listeners: list[Callable[[int, set[str]], None]] = []
+        self._saved_listeners: list[Callable[[int, Mapping[str, int]], None]] = []
         self._lock = threading.Lock()
 
-    def on_saved(self, listener: Callable[[int, set[str]], None]) -> None:
-        """Calls listener(last notification id, topics) after each save in this process."""
+    def on_saved(self, listener: Callable[[int, Mapping[str, int]], None]) -> None:
+        """Calls listener(last notification id, events per topic) after each save in this
+        process (iterating the mapping gives the topics)."""
         with self._lock:
             self._saved_listeners.append(listener)
 
     def _notify(self, recordings: list[Recording[UUID]]) -> None:
         if recordings:
             last = max(r.notification.id for r in recordings)
-            topics = {r.notification.topic for r in recordings}
+            topics = Counter(r.notification.topic for r in recordings)
             for listener in list(self._saved_listeners):
                 listener(last, topics)
 

@@ -30,22 +30,17 @@ above the largest event, so no event the store accepted can stop the feed.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import logging
 import os
 import socket
 import threading
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import msgspec
-import psycopg
 from eventsourcing.persistence import Notification, Tracking
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
@@ -54,10 +49,12 @@ from kafka.partitioner.default import murmur2
 
 from commands.ports import MAX_EVENT_BYTES, StoreUnreachable
 from infra.config import Settings
-from infra.eventstore import APP_NAME, EventStoreAdapter, connect, store_errors
+from infra.eventstore import APP_NAME, EventStoreAdapter, store_errors
+from infra.locks import Lock, LockLost, lock_for
 from infra.readstore import PostgresReadStore, SqlCursor, SQLiteReadStore
 from infra.runner import LogSignal, Positions
-from projections.core import Projection
+from infra.worker import Worker
+from projections.core import Projection, Rebuilt
 
 log = logging.getLogger("gbserver.kafka")
 
@@ -370,182 +367,25 @@ class Partitioned:
         return {k: nid for k, nid in heads.items() if k.split(":", 1)[0] in names}
 
 
-# --- the relay's lock ----------------------------------------------------------------------
-
-
-class LockLost(Exception):
-    """The relay no longer holds its lock: another relay may be publishing."""
-
-
-class RelayLock(ABC):
-    @abstractmethod
-    def acquire(self) -> bool:
-        """Takes the lock if free (never waits); True when this relay holds it."""
-
-    @abstractmethod
-    def check(self) -> None:
-        """Raises LockLost unless the lock is still held."""
-
-    @abstractmethod
-    def release(self) -> None: ...
-
-
-def lock_key(topic: str) -> int:
-    """A signed 64-bit advisory lock key of the topic."""
-    digest = hashlib.blake2b(f"gbserver relay {topic}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-class PostgresRelayLock(RelayLock):
-    """A session-level advisory lock on a connection of its own: PostgreSQL releases it when
-    the session ends (process killed, connection lost, or silent for LOCK_IDLE_TIMEOUT)."""
-
-    def __init__(self, settings: Settings, topic: str) -> None:
-        self.settings = settings
-        self.key = lock_key(topic)
-        self._mutex = threading.Lock()  # the relay and its heartbeat share the connection
-        self._conn: psycopg.Connection[Any] | None = None
-        self._held = False
-
-    def acquire(self) -> bool:
-        with self._mutex:
-            if self._held:
-                return True
-            if self._conn is None or self._conn.closed:
-                self._conn = connect(self.settings)
-                try:
-                    self._conn.execute(f"SET idle_session_timeout = '{LOCK_IDLE_TIMEOUT}'")
-                except psycopg.Error as e:  # PostgreSQL < 14: a hung relay keeps the lock
-                    log.info("relay lock without idle_session_timeout: %s", e)
-            try:
-                row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
-            except psycopg.Error:
-                self._drop()
-                raise
-            self._held = bool(row and row[0])
-            return self._held
-
-    def check(self) -> None:
-        with self._mutex:
-            if not self._held or self._conn is None:
-                raise LockLost("the relay lock is not held")
-            try:
-                self._conn.execute("SELECT 1")
-            except psycopg.Error as e:
-                self._drop()
-                raise LockLost(f"the relay lock's session ended: {e}") from e
-
-    def release(self) -> None:
-        with self._mutex:
-            self._drop()
-
-    def _drop(self) -> None:
-        self._held = False
-        if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._conn.close()  # ends the session, which releases the lock
-            self._conn = None
-
-
-class FileRelayLock(RelayLock):
-    """Beside a SQLite store: an exclusive flock, released when the process exits."""
-
-    def __init__(self, data_dir: Path, topic: str) -> None:
-        self.path = data_dir / f"relay-{lock_key(topic):x}.lock"
-        self._fd: int | None = None
-
-    def acquire(self) -> bool:
-        if self._fd is not None:
-            return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._fd = fd
-        return True
-
-    def check(self) -> None:
-        if self._fd is None:
-            raise LockLost("the relay lock is not held")
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
-def relay_lock(settings: Settings) -> RelayLock:
-    if settings.uses_postgres:
-        return PostgresRelayLock(settings, settings.kafka_topic)
-    return FileRelayLock(settings.data_dir, settings.kafka_topic)
+def relay_lock(settings: Settings) -> Lock:
+    """One relay publishes a topic; a PostgreSQL session silent for LOCK_IDLE_TIMEOUT (a
+    paused or hung relay) loses it to a standby."""
+    return lock_for(settings, f"relay {settings.kafka_topic}", LOCK_IDLE_TIMEOUT)
 
 
 # --- workers -------------------------------------------------------------------------------
 
 
-class _Loop(ABC):
-    """A named daemon thread that runs `step` until stopped, backing off after failures."""
+class _FeedWorker(Worker):
+    """A worker of the Kafka feed: Kafka and the database being out of reach is an outage."""
 
-    name = "loop"
+    logger = log
 
-    def __init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        self.error: str | None = None
-        self.outage = False  # the error is Kafka's or the database's, not the log's
-        self.ready = threading.Event()  # set once the worker takes part (a projector: joined)
-
-    @property
-    def stalled(self) -> bool:
-        """Failing on the log itself, not waiting for Kafka or the database."""
-        return self.error is not None and not self.outage
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake()
-        self._thread.join(timeout=15)
-        self._close()
-
-    @abstractmethod
-    def _wake(self) -> None:
-        """Interrupts a wait inside `_step`, so that `stop` is seen at once."""
-
-    @abstractmethod
-    def _close(self) -> None:
-        """Releases the Kafka client; the next `_step` makes a new one."""
-
-    @abstractmethod
-    def _step(self) -> None: ...
-
-    def _recovered(self) -> None:
-        """Called after each unit of work that went through: clears a reported failure."""
-        if self.error is not None:
-            log.info("%s recovered", self.name)
-            self.error = None
-
-    def _run(self) -> None:
-        backoff = 0.2
-        while not self._stop.is_set():
-            try:
-                self._step()
-                self._recovered()
-                backoff = 0.2
-            except Exception as e:  # noqa: BLE001 - the loop outlives Kafka and database outages
-                if self.error is None:
-                    log.warning("%s failed: %s; retrying", self.name, e, exc_info=True)
-                self.error = f"{type(e).__name__}: {e}"
-                self.outage = isinstance(e, StoreUnreachable | KafkaError | OSError)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+    def _is_outage(self, exc: Exception) -> bool:
+        return isinstance(exc, StoreUnreachable | KafkaError | OSError)
 
 
-class Relay(_Loop):
+class Relay(_FeedWorker):
     name = "kafka-relay"
 
     def __init__(
@@ -557,7 +397,7 @@ class Relay(_Loop):
         topic: str,
         partitions: int,
         *,
-        lock: RelayLock,
+        lock: Lock,
         readers: Mapping[str, Collection[str]],
     ) -> None:
         super().__init__()
@@ -605,8 +445,8 @@ class Relay(_Loop):
         super().start()
         self._beats.start()
 
-    def stop(self) -> None:
-        super().stop()
+    def stop(self, timeout: float | None = None) -> None:
+        super().stop(timeout)
         self._beat_wake.set()
         if self._beats.is_alive():
             self._beats.join(timeout=5)
@@ -763,8 +603,10 @@ class _Forget(ConsumerRebalanceListener):  # type: ignore[misc]
         log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
 
 
-class KafkaProjector(_Loop):
+class KafkaProjector(_FeedWorker):
     name = "kafka-projector"
+    # A rebuild swapped a projection's tables in: rejoin and read the positions again.
+    quiet = (Rebuilt,)
 
     def __init__(
         self,
@@ -788,9 +630,6 @@ class KafkaProjector(_Loop):
         self._consumer: KafkaConsumer | None = None
         self._listener: _Forget | None = None
         self._at: dict[str, int] = {}  # "tasks:p3" -> last applied notification id
-
-    def _wake(self) -> None:
-        """The consumer's poll returns within POLL_SECONDS by itself."""
 
     def _close(self) -> None:
         if self._consumer is not None:
@@ -831,6 +670,8 @@ class KafkaProjector(_Loop):
 
     def _step(self) -> None:
         try:
+            for projection in self.projections:  # before any position is read
+                projection.load_generation()
             consumer = self._connect()
             while not self._stop.is_set():
                 polled = consumer.poll(timeout_ms=int(POLL_SECONDS * 1000))

@@ -8,7 +8,6 @@ channel lets a relay or projection worker in a process that did not write (API r
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -17,53 +16,40 @@ from psycopg import sql
 
 from infra.config import Settings
 from infra.eventstore import connect
+from infra.worker import Worker
 
 log = logging.getLogger("gbserver.pgnotify")
 
 
-class LogListener:
+class LogListener(Worker):
+    logger = log
+    backoff_start = 0.5
+    stop_seconds = 5.0
+
     def __init__(self, settings: Settings, channel: str, wake: Callable[[], None]) -> None:
+        super().__init__("pg-listener")
         self.settings = settings
         self.channel = channel
         self.wake = wake
-        self.name = "pg-listener"
-        self.error: str | None = None
-        self.ready = threading.Event()
         self.ready.set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
     @property
     def stalled(self) -> bool:
         """Never: it only wakes the workers, and fails only when PostgreSQL does."""
         return False
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+    def _is_outage(self, exc: Exception) -> bool:
+        return isinstance(exc, psycopg.Error)
 
     def _connect(self) -> psycopg.Connection[Any]:
         conn = connect(self.settings)
         conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
         return conn
 
-    def _run(self) -> None:
-        backoff = 0.5
-        while not self._stop.is_set():
-            try:
-                with self._connect() as conn:
-                    self.error = None
-                    backoff = 0.5
-                    self.wake()  # whatever was appended while we were not listening
-                    while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=1.0, stop_after=1):
-                            self.wake()
-            except psycopg.Error as e:
-                if self.error is None:
-                    log.warning("listening for new events failed: %s; retrying", e)
-                self.error = str(e)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+    def _step(self) -> None:
+        with self._connect() as conn:
+            self._recovered()
+            self.wake()  # whatever was appended while we were not listening
+            while not self._stop.is_set():
+                for _ in conn.notifies(timeout=1.0, stop_after=1):
+                    self.wake()

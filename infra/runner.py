@@ -19,7 +19,8 @@ from eventsourcing.persistence import Tracking
 from commands.ports import Saved, StoreUnavailable, StoreUnreachable
 from infra.eventstore import APP_NAME, EventStoreAdapter
 from infra.readstore import PostgresReadStore, SQLiteReadStore
-from projections.core import Projection
+from infra.worker import Worker
+from projections.core import Projection, Rebuilt
 
 log = logging.getLogger("gbserver.projections")
 
@@ -110,7 +111,12 @@ def read_batch(
     ]
 
 
-class ProjectionWorker:
+class ProjectionWorker(Worker):
+    logger = log
+    quiet = (Rebuilt,)  # a rebuild swapped the tables in: read the position again, at once
+    backoff_start = 0.1
+    stop_seconds = 10.0
+
     def __init__(
         self,
         projection: Projection,
@@ -118,71 +124,45 @@ class ProjectionWorker:
         signal: LogSignal,
         positions: Positions,
     ) -> None:
+        super().__init__(f"projection-{projection.name}")
         self.projection = projection
         self.events = events
         self.signal = signal
         self.positions = positions
-        self._stop = threading.Event()
-        self.name = f"projection-{projection.name}"
-        self.ready = threading.Event()
+        self.position = 0  # the last notification applied (or scanned past)
         self.ready.set()  # reads the log directly: nothing to join
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        self.error: str | None = None
-        # The error is the storage's outage (health reports the store), not this read model
-        # failing on an event: it is not stalled, it waits.
-        self.outage = False
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
+    def _wake(self) -> None:
         self.signal.wake_all()  # so the thread sees the stop flag
-        self._thread.join(timeout=10)
 
-    @property
-    def stalled(self) -> bool:
-        """Failing on the log itself (an event it cannot apply), not waiting for storage."""
-        return self.error is not None and not self.outage
+    def _is_outage(self, exc: Exception) -> bool:
+        # The storage's outage (health reports the store), not this read model failing on
+        # an event: it is not stalled, it waits.
+        return isinstance(exc, StoreUnreachable)
 
-    def _run(self) -> None:
-        backoff = 0.1
-        position = 0
-        while not self._stop.is_set():
-            try:
-                position = self.projection.view.max_tracking_id(self.projection.name) or 0
-                self.positions.advanced(self.projection.name, position)
-                self._follow(position)
-            except StoreUnavailable as e:
-                # An outage: report it once, and look again soon, so that writes waiting for
-                # this projection are answered as soon as the database is back.
-                if self.error is None:
-                    log.warning("projection %s waits for storage: %s", self.projection.name, e)
-                self.error = f"{type(e).__name__}: {e}"
-                self.outage = isinstance(e, StoreUnreachable)
-                self._stop.wait(0.2)
-            except Exception as e:  # noqa: BLE001 - a worker must outlive any one failure
-                if self.error is None:
-                    log.exception(
-                        "projection %s failed after %s; retrying", self.projection.name, position
-                    )
-                self.error = f"{type(e).__name__}: {e}"
-                self.outage = False
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+    def _retry_after(self, exc: Exception) -> float | None:
+        # Storage failing: look again soon (no growing backoff), so that writes waiting for
+        # this projection are answered as soon as the database is back.
+        return 0.2 if isinstance(exc, StoreUnavailable) else None
 
-    def _follow(self, position: int) -> None:
+    def _context(self) -> str:
+        return f" after {self.position}"
+
+    def _step(self) -> None:
+        self.projection.load_generation()  # before the position: a swap after it is seen
+        self.position = self.projection.view.max_tracking_id(self.projection.name) or 0
+        self.positions.advanced(self.projection.name, self.position)
         topics = self.projection.topics
         while not self._stop.is_set():
             scanned_to = self.events.max_notification_id()
-            batch = read_batch(self.events, position, BATCH, topics)
+            batch = read_batch(self.events, self.position, BATCH, topics)
             if batch:
                 self.projection.process_batch(batch)
-                self.error = None  # cleared once a batch applies, never before: health reads it
-                position = batch[-1][1].notification_id
-                self.positions.advanced(self.projection.name, position)
+                self._recovered()  # the error clears once a batch applies: health reads it
+                self.position = batch[-1][1].notification_id
+                self.positions.advanced(self.projection.name, self.position)
                 continue
-            self.error = None  # the store answers and nothing is left to apply
+            self._recovered()  # the store answers and nothing is left to apply
             # Everything up to scanned_to is applied: the log holds nothing else for us.
             self.positions.advanced(self.projection.name, scanned_to)
             self.signal.wait_beyond(scanned_to, topics, POLL_SECONDS)
@@ -352,29 +332,3 @@ class Consistency:
             if time.monotonic() >= deadline:
                 return False
             pause = min(pause * 2, self.POLL_PAUSE)
-
-
-def rebuild(
-    projection: Projection,
-    events: EventStoreAdapter,
-    progress: Callable[[int, int], None],
-    batch_size: int = 5000,
-) -> int:
-    """Drops the projection's tables and replays the whole log into them. Returns events applied."""
-    projection.reset()
-    total = events.max_notification_id()
-    position, applied = 0, 0
-    while True:
-        notifications = events.notifications(position, batch_size, ())
-        if not notifications:
-            break
-        position = notifications[-1].id
-        mine = [
-            (events.decode(n), Tracking(APP_NAME, n.id))
-            for n in notifications
-            if n.topic in projection.topics
-        ]
-        projection.process_batch(mine)
-        applied += len(mine)
-        progress(position, total)
-    return applied

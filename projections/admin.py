@@ -7,9 +7,11 @@ from typing import Any
 import msgspec
 
 from domain.common import rfc3339
-from projections.core import Page, Projection, ReadStore, Sql, handles, page
+from projections.core import Listing, Page, Projection, ReadStore, Sql, handles
 
 COLUMNS = "id, user_email, role, token_hash, issued_at, issued_by, revoked_at"
+# A row as a TokenView ("user" quoted: PostgreSQL reserves the word).
+VIEW = 'id, user_email AS "user", role, issued_at, issued_by, revoked_at'
 
 
 class TokenView(msgspec.Struct):
@@ -19,6 +21,9 @@ class TokenView(msgspec.Struct):
     issued_at: str
     issued_by: str
     revoked_at: str | None
+
+
+LISTING = Listing(TokenView, VIEW, "api_tokens", "issued_at, id")
 
 
 class TokensProjection(Projection):
@@ -55,41 +60,23 @@ class TokensProjection(Projection):
         )
 
 
-def _view(row: dict[str, Any]) -> TokenView:
-    return TokenView(
-        id=row["id"],
-        user=row["user_email"],
-        role=row["role"],
-        issued_at=row["issued_at"],
-        issued_by=row["issued_by"],
-        revoked_at=row["revoked_at"],
-    )
-
-
 def find_active_token(store: ReadStore, token_hash: str) -> TokenView | None:
     with store.read() as sql:
         sql.execute(
-            f"SELECT {COLUMNS} FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL",
+            f"SELECT {VIEW} FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL",
             (token_hash,),
         )
         row = sql.fetchone()
-    return None if row is None else _view(row)
+    return None if row is None else msgspec.convert(row, TokenView, strict=False)
 
 
 def get_token(store: ReadStore, token_id: str) -> TokenView | None:
     with store.read() as sql:
-        sql.execute(f"SELECT {COLUMNS} FROM api_tokens WHERE id = ?", (token_id,))
+        sql.execute(f"SELECT {VIEW} FROM api_tokens WHERE id = ?", (token_id,))
         row = sql.fetchone()
-    return None if row is None else _view(row)
+    return None if row is None else msgspec.convert(row, TokenView, strict=False)
 
 
 def list_tokens(store: ReadStore, limit: int, offset: int) -> Page[TokenView]:
     with store.read() as sql:
-        sql.execute("SELECT COUNT(*) AS n FROM api_tokens")
-        counted = sql.fetchone()
-        sql.execute(
-            f"SELECT {COLUMNS} FROM api_tokens ORDER BY issued_at, id LIMIT ? OFFSET ?",
-            (limit, offset),
-        )
-        found = sql.fetchall()
-    return page([_view(r) for r in found], int(counted["n"]) if counted else 0, limit, offset)
+        return LISTING.fetch(sql, limit, offset)

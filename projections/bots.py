@@ -10,12 +10,12 @@ from typing import Any
 import msgspec
 
 from domain.common import Actor, Forbidden, rfc3339
-from projections.core import Page, Projection, ReadStore, Sql, handles, page
+from projections.core import Listing, Page, Projection, ReadStore, Sql, Where, handles
 
 COLUMNS = "id, owners, version, created_at, created_by, updated_at, updated_by"
-SELECT = (
-    "SELECT b.id, b.owners, b.version, b.created_at, b.created_by, b.updated_at, b.updated_by,"
-    " (SELECT COUNT(*) FROM designer_dialogs d WHERE d.bot_id = b.id) AS dialogs FROM bots b"
+VIEW = (
+    "b.id, b.owners, b.version, b.created_at, b.created_by, b.updated_at, b.updated_by,"
+    " (SELECT COUNT(*) FROM designer_dialogs d WHERE d.bot_id = b.id) AS dialogs"
 )
 
 
@@ -90,6 +90,9 @@ def _view(row: dict[str, Any]) -> BotView:
     )
 
 
+LISTING = Listing(_view, VIEW, "bots b", "b.id")
+
+
 def bot_owners(store: ReadStore, bot_id: str) -> BotOwners | None:
     """The bot's owners, whoever asks; None for a bot nobody has claimed."""
     with store.read() as sql:
@@ -112,14 +115,9 @@ def get_owners(store: ReadStore, bot_id: str, actor: Actor) -> BotOwners | None:
 
 def list_bots(store: ReadStore, actor: Actor, limit: int, offset: int) -> Page[BotView]:
     """The bots the actor owns, by id; an admin's list holds every claimed bot."""
-    condition, params = "", []
+    condition = Where()
     if not actor.is_admin:
-        condition = " WHERE b.id IN (SELECT o.bot_id FROM bot_owners o WHERE o.email = ?)"
-        params.append(actor.email.lower())
+        email = actor.email.lower()
+        condition.add("b.id IN (SELECT o.bot_id FROM bot_owners o WHERE o.email = ?)", email)
     with store.read() as sql:
-        sql.execute(f"SELECT COUNT(*) AS n FROM bots b{condition}", params)
-        counted = sql.fetchone()
-        sql.execute(f"{SELECT}{condition} ORDER BY b.id LIMIT ? OFFSET ?", (*params, limit, offset))
-        found = sql.fetchall()
-    total = int(counted["n"]) if counted else 0
-    return page([_view(r) for r in found], total, limit, offset)
+        return LISTING.fetch(sql, limit, offset, condition)

@@ -12,19 +12,21 @@ import msgspec
 
 from domain.common import rfc3339
 from domain.designer import EDITABLE, content_hash, name_key
-from projections.core import Page, Projection, ReadStore, Sql, handles, page
+from projections.core import Listing, Page, Projection, ReadStore, Sql, Where, handles
 
 COLUMNS = (
     "d.id, d.bot_id, d.name, d.content, d.owner, d.version, d.created_at, d.updated_at,"
-    " d.updated_by, d.content_hash, d.deployed_version, d.deployed_hash, v.deployed_at,"
-    " v.deployed_by"
+    " d.updated_by, d.deployed_version, v.deployed_at, v.deployed_by,"
+    " (d.deployed_hash IS NULL OR d.deployed_hash <> d.content_hash) AS has_undeployed_changes"
 )
-# The live version's row, if any, beside each dialog.
-FROM = (
-    " FROM designer_dialogs d LEFT JOIN designer_versions v"
+# The live version's row, if any, beside each dialog (one at most: the join is on its key).
+DIALOGS = (
+    "designer_dialogs d LEFT JOIN designer_versions v"
     " ON v.dialog_id = d.id AND v.version = d.deployed_version"
 )
 VERSION_COLUMNS = "dialog_id, bot_id, name, version, content_hash, deployed_at, deployed_by"
+# A version's row as a DeployedVersion (and, with content, a DeployedSource).
+VERSION_VIEW = "dialog_id AS id, bot_id, name, version, content_hash, deployed_at, deployed_by"
 
 
 class DialogView(msgspec.Struct, omit_defaults=False):
@@ -62,6 +64,10 @@ class DeployedSource(msgspec.Struct):
     deployed_at: str
     deployed_by: str
     content: str
+
+
+DIALOG_LISTING = Listing(DialogView, COLUMNS, DIALOGS, "d.bot_id, d.name_key, d.id")
+VERSION_LISTING = Listing(DeployedVersion, VERSION_VIEW, "designer_versions", "version")
 
 
 class DialogFilter(msgspec.Struct, frozen=True):
@@ -164,67 +170,22 @@ class DesignerProjection(Projection):
         sql.execute("DELETE FROM designer_dialogs WHERE id = ?", (str(e.originator_id),))
 
 
-def _view(row: dict[str, Any]) -> DialogView:
-    deployed = row["deployed_version"]
-    return DialogView(
-        id=row["id"],
-        bot_id=row["bot_id"],
-        name=row["name"],
-        content=row["content"],
-        owner=row["owner"],
-        version=int(row["version"]),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        updated_by=row["updated_by"],
-        deployed_version=None if deployed is None else int(deployed),
-        deployed_at=row["deployed_at"],
-        deployed_by=row["deployed_by"],
-        has_undeployed_changes=row["deployed_hash"] != row["content_hash"],
-    )
-
-
-def _version(row: dict[str, Any]) -> DeployedVersion:
-    return DeployedVersion(
-        id=row["dialog_id"],
-        bot_id=row["bot_id"],
-        name=row["name"],
-        version=int(row["version"]),
-        content_hash=row["content_hash"],
-        deployed_at=row["deployed_at"],
-        deployed_by=row["deployed_by"],
-    )
-
-
 def get_dialog(store: ReadStore, dialog_id: str) -> DialogView | None:
     """Any authenticated user may read a bot's dialogs."""
     with store.read() as sql:
-        sql.execute(f"SELECT {COLUMNS}{FROM} WHERE d.id = ?", (dialog_id,))
+        sql.execute(f"SELECT {COLUMNS} FROM {DIALOGS} WHERE d.id = ?", (dialog_id,))
         row = sql.fetchone()
-    return None if row is None else _view(row)
+    return None if row is None else msgspec.convert(row, DialogView, strict=False)
 
 
 def list_dialogs(
     store: ReadStore, where: DialogFilter, limit: int, offset: int
 ) -> Page[DialogView]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if where.bot_id is not None:
-        clauses.append("d.bot_id = ?")
-        params.append(where.bot_id)
+    condition = Where().equal("d.bot_id", where.bot_id)
     if where.name is not None:
-        clauses.append("d.name_key = ?")
-        params.append(name_key(where.name))
-    condition = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        condition.add("d.name_key = ?", name_key(where.name))
     with store.read() as sql:
-        sql.execute(f"SELECT COUNT(*) AS n FROM designer_dialogs d{condition}", params)
-        counted = sql.fetchone()
-        sql.execute(
-            f"SELECT {COLUMNS}{FROM}{condition} ORDER BY d.bot_id, d.name_key, d.id"
-            " LIMIT ? OFFSET ?",
-            (*params, limit, offset),
-        )
-        found = sql.fetchall()
-    return page([_view(r) for r in found], int(counted["n"]) if counted else 0, limit, offset)
+        return DIALOG_LISTING.fetch(sql, limit, offset, condition)
 
 
 def dialog_names(store: ReadStore, bot_id: str) -> set[str]:
@@ -246,38 +207,17 @@ def list_versions(
     with store.read() as sql:
         if not _exists(sql, dialog_id):
             return None
-        sql.execute("SELECT COUNT(*) AS n FROM designer_versions WHERE dialog_id = ?", (dialog_id,))
-        counted = sql.fetchone()
-        sql.execute(
-            f"SELECT {VERSION_COLUMNS} FROM designer_versions WHERE dialog_id = ?"
-            " ORDER BY version LIMIT ? OFFSET ?",
-            (dialog_id, limit, offset),
-        )
-        found = sql.fetchall()
-    total = int(counted["n"]) if counted else 0
-    return page([_version(r) for r in found], total, limit, offset)
+        return VERSION_LISTING.fetch(sql, limit, offset, Where().add("dialog_id = ?", dialog_id))
 
 
 def _source(sql: Sql, dialog_id: str, version: int) -> DeployedSource | None:
     sql.execute(
-        f"SELECT {VERSION_COLUMNS}, content FROM designer_versions"
+        f"SELECT {VERSION_VIEW}, content FROM designer_versions"
         " WHERE dialog_id = ? AND version = ?",
         (dialog_id, version),
     )
     row = sql.fetchone()
-    if row is None:
-        return None
-    v = _version(row)
-    return DeployedSource(
-        id=v.id,
-        bot_id=v.bot_id,
-        name=v.name,
-        version=v.version,
-        content_hash=v.content_hash,
-        deployed_at=v.deployed_at,
-        deployed_by=v.deployed_by,
-        content=row["content"],
-    )
+    return None if row is None else msgspec.convert(row, DeployedSource, strict=False)
 
 
 def get_version(store: ReadStore, dialog_id: str, version: int) -> DeployedSource | None:

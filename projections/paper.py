@@ -10,7 +10,7 @@ import msgspec
 
 from domain.common import Actor, Forbidden, rfc3339
 from domain.paper import EDITABLE, PaperDocument
-from projections.core import Page, Projection, ReadStore, Sql, handles, page
+from projections.core import Listing, Page, Projection, ReadStore, Sql, Where, handles, page
 
 COLUMNS = "id, owner, title, content, type, version, created_at, updated_at, updated_by"
 
@@ -25,6 +25,9 @@ class DocumentView(msgspec.Struct):
     created_at: str
     updated_at: str
     updated_by: str
+
+
+LISTING = Listing(DocumentView, COLUMNS, "paper_documents", "updated_at DESC, id")
 
 
 class Revision(msgspec.Struct):
@@ -86,20 +89,6 @@ class PaperProjection(Projection):
         sql.execute("DELETE FROM paper_documents WHERE id = ?", (str(e.originator_id),))
 
 
-def _view(row: dict[str, Any]) -> DocumentView:
-    return DocumentView(
-        id=row["id"],
-        title=row["title"],
-        content=row["content"],
-        type=row["type"],
-        owner=row["owner"],
-        version=int(row["version"]),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        updated_by=row["updated_by"],
-    )
-
-
 def _check(actor: Actor, owner: str, doc_id: str) -> None:
     if not (actor.is_admin or actor.email == owner):
         raise Forbidden(f"document {doc_id} belongs to another user")
@@ -112,31 +101,17 @@ def get_document(store: ReadStore, doc_id: str, actor: Actor) -> DocumentView | 
     if row is None:
         return None
     _check(actor, row["owner"], doc_id)
-    return _view(row)
+    return msgspec.convert(row, DocumentView, strict=False)
 
 
 def list_documents(
     store: ReadStore, actor: Actor, doc_type: str | None, limit: int, offset: int
 ) -> Page[DocumentView]:
-    clauses: list[str] = []
-    params: list[Any] = []
+    condition = Where().equal("type", doc_type)
     if not actor.is_admin:
-        clauses.append("owner = ?")
-        params.append(actor.email)
-    if doc_type is not None:
-        clauses.append("type = ?")
-        params.append(doc_type)
-    condition = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        condition.add("owner = ?", actor.email)
     with store.read() as sql:
-        sql.execute(f"SELECT COUNT(*) AS n FROM paper_documents{condition}", params)
-        counted = sql.fetchone()
-        sql.execute(
-            f"SELECT {COLUMNS} FROM paper_documents{condition}"
-            " ORDER BY updated_at DESC, id LIMIT ? OFFSET ?",
-            (*params, limit, offset),
-        )
-        found = sql.fetchall()
-    return page([_view(r) for r in found], int(counted["n"]) if counted else 0, limit, offset)
+        return LISTING.fetch(sql, limit, offset, condition)
 
 
 class EventHistory(Protocol):
@@ -166,7 +141,7 @@ def document_history(
         Revision(
             version=e.originator_version,
             event=_EVENT_NAMES[type(e).__name__],
-            author=getattr(e, "author", None) or e.owner,
+            author=e.author,
             timestamp=rfc3339(e.timestamp),
             changed=sorted(e.changes)
             if hasattr(e, "changes")

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 
 from domain.common import Actor, Forbidden, rfc3339
-from projections.core import Page, Pagination, Projection, ReadStore, Sql, handles, page
+from projections.core import Listing, Page, Pagination, Projection, ReadStore, Sql, Where, handles
 
 # A session's view embeds its latest messages only; the rest are paged (list_messages).
 RECENT_MESSAGES = 50
@@ -177,6 +177,10 @@ def _message(row: dict[str, Any]) -> MessageView:
     )
 
 
+SESSION_LISTING = Listing(_session, SESSION_COLUMNS, "sessions", "last_activity DESC, id")
+MESSAGE_LISTING = Listing(_message, MESSAGE_COLUMNS, "session_messages", "seq")
+
+
 def _visible(actor: Actor, row: dict[str, Any]) -> bool:
     return actor.is_admin or actor.email in (row["owner"], row["user_id"])
 
@@ -219,14 +223,7 @@ def list_messages(
     with store.read() as sql:
         if _visible_session(sql, session_id, actor) is None:
             return None
-        total = _count_messages(sql, session_id)
-        sql.execute(
-            f"SELECT {MESSAGE_COLUMNS} FROM session_messages WHERE session_id = ?"
-            " ORDER BY seq LIMIT ? OFFSET ?",
-            (session_id, limit, offset),
-        )
-        found = [_message(m) for m in sql.fetchall()]
-    return page(found, total, limit, offset)
+        return MESSAGE_LISTING.fetch(sql, limit, offset, Where().add("session_id = ?", session_id))
 
 
 def get_message(store: ReadStore, message_id: str) -> MessageView | None:
@@ -239,27 +236,11 @@ def get_message(store: ReadStore, message_id: str) -> MessageView | None:
 def list_sessions(
     store: ReadStore, actor: Actor, where: SessionFilter, limit: int, offset: int
 ) -> SessionList:
-    clauses: list[str] = []
-    params: list[Any] = []
+    condition = Where()
     if not actor.is_admin:
-        clauses.append("(owner = ? OR user_id = ?)")
-        params += [actor.email, actor.email]
+        condition.add("(owner = ? OR user_id = ?)", actor.email, actor.email)
     for column in ("status", "user_id", "bot_id"):
-        value = getattr(where, column)
-        if value is not None:
-            clauses.append(f"{column} = ?")
-            params.append(value)
-    condition = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        condition.equal(column, getattr(where, column))
     with store.read() as sql:
-        sql.execute(f"SELECT COUNT(*) AS n FROM sessions{condition}", params)
-        counted = sql.fetchone()
-        sql.execute(
-            f"SELECT {SESSION_COLUMNS} FROM sessions{condition}"
-            " ORDER BY last_activity DESC, id LIMIT ? OFFSET ?",
-            (*params, limit, offset),
-        )
-        found = [_session(r) for r in sql.fetchall()]
-    total = int(counted["n"]) if counted else 0
-    return SessionList(
-        found, total, limit, offset, Pagination(total, limit, offset, offset + len(found) < total)
-    )
+        found = SESSION_LISTING.fetch(sql, limit, offset, condition)
+    return SessionList(found.data, found.pagination.total, limit, offset, found.pagination)

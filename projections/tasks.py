@@ -8,7 +8,7 @@ import msgspec
 
 from domain.common import Actor, Forbidden, rfc3339
 from domain.tasks import EDITABLE
-from projections.core import Page, Projection, ReadStore, Sql, handles, page
+from projections.core import Listing, Page, Projection, ReadStore, Sql, Where, handles
 
 COLUMNS = (
     "id, owner, title, description, status, priority, due_date, assignee, "
@@ -29,6 +29,9 @@ class TaskView(msgspec.Struct, omit_defaults=False):
     updated_at: str
     completed_at: str | None
     version: int
+
+
+LISTING = Listing(TaskView, COLUMNS, "tasks", "due_date IS NULL, due_date, created_at, id")
 
 
 class TaskFilter(msgspec.Struct, frozen=True):
@@ -120,23 +123,6 @@ class TasksProjection(Projection):
         )
 
 
-def _view(row: dict[str, Any]) -> TaskView:
-    return TaskView(
-        id=row["id"],
-        title=row["title"],
-        description=row["description"],
-        status=row["status"],
-        priority=row["priority"],
-        due_date=row["due_date"],
-        assignee=row["assignee"],
-        owner=row["owner"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        completed_at=row["completed_at"],
-        version=int(row["version"]),
-    )
-
-
 def get_task(store: ReadStore, task_id: str, actor: Actor) -> TaskView | None:
     """The task, None when there is none, Forbidden when it is someone else's."""
     with store.read() as sql:
@@ -146,34 +132,18 @@ def get_task(store: ReadStore, task_id: str, actor: Actor) -> TaskView | None:
         return None
     if not (actor.is_admin or actor.email in (row["owner"], row["assignee"])):
         raise Forbidden(f"task {task_id} belongs to another user")
-    return _view(row)
+    return msgspec.convert(row, TaskView, strict=False)
 
 
 def list_tasks(
     store: ReadStore, actor: Actor, where: TaskFilter, limit: int, offset: int
 ) -> Page[TaskView]:
-    clauses: list[str] = []
-    params: list[Any] = []
+    condition = Where()
     if not actor.is_admin:
-        clauses.append("(owner = ? OR assignee = ?)")
-        params += [actor.email, actor.email]
+        condition.add("(owner = ? OR assignee = ?)", actor.email, actor.email)
     for column in ("status", "priority", "assignee"):
-        value = getattr(where, column)
-        if value is not None:
-            clauses.append(f"{column} = ?")
-            params.append(value)
+        condition.equal(column, getattr(where, column))
     if where.due_before is not None:
-        clauses.append("due_date < ?")
-        params.append(where.due_before)
-    condition = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        condition.add("due_date < ?", where.due_before)
     with store.read() as sql:
-        sql.execute(f"SELECT COUNT(*) AS n FROM tasks{condition}", params)
-        counted = sql.fetchone()
-        sql.execute(
-            f"SELECT {COLUMNS} FROM tasks{condition}"
-            " ORDER BY due_date IS NULL, due_date, created_at, id LIMIT ? OFFSET ?",
-            (*params, limit, offset),
-        )
-        found = sql.fetchall()
-    total = int(counted["n"]) if counted else 0
-    return page([_view(r) for r in found], total, limit, offset)
+        return LISTING.fetch(sql, limit, offset, condition)

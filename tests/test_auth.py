@@ -17,7 +17,6 @@ from domain.admin import ApiToken
 from domain.common import Actor
 from infra.bootstrap import Services
 from infra.config import Settings
-from infra.runner import rebuild
 from tests.profiles import Profile
 from tests.server import ServerProcess, gbserver
 
@@ -143,20 +142,22 @@ def test_token_checks_read_the_token_and_never_wait(
         monkeypatch.setattr(services.positions, "wait_for", _never_wait)
         monkeypatch.setattr(services.positions, "wait_for_change", _never_wait)
         monkeypatch.setattr(services.signal, "wait_beyond", _never_wait)
-        deps = services.deps()
-        auth = deps.authenticator
+        wiring = services.wiring()
+        auth = wiring.authenticator
+        admin = wiring.dependencies["admin"]
+        assert isinstance(admin, AdminCommands)
         root = Actor("root@example.com", is_admin=True)
 
         bootstrap = AdminCommands(services.events).bootstrap_admin()
         assert bootstrap is not None
         assert auth.lookup(bootstrap) == Actor(BOOTSTRAP_USER, is_admin=True)
 
-        issued_id, secret, _ = deps.admin.issue(
+        issued_id, secret, _ = admin.issue(
             root, msgspec.convert({"user": "Fresh@Example.com"}, IssueToken)
         )
         assert auth.lookup(secret) == Actor("fresh@example.com")
         assert auth.lookup("gb_" + "x" * 43) is None  # unknown
-        deps.admin.revoke(root, UUID(issued_id))
+        admin.revoke(root, UUID(issued_id))
         assert auth.lookup(secret) is None  # revoked: the log says so, no read model needed
 
         # A token issued before ids derived from hashes (a random id) is found in the read
@@ -165,11 +166,11 @@ def test_token_checks_read_the_token_and_never_wait(
         legacy = ApiToken("old@example.com", "admin", hash_token(legacy_secret), "gbserver")
         services.events.save(legacy)
         assert auth.lookup(legacy_secret) is None  # not projected yet, and nothing waits
-        rebuild(services.projections["tokens"], services.events, lambda *_: None)
+        services.operations().rebuild("tokens", lambda *_: None)
         assert auth.lookup(legacy_secret) == Actor("old@example.com", is_admin=True)
         assert auth.lookup(secret) is None  # the read model does not revive a revoked token
-        deps.admin.revoke(root, legacy.id)
-        rebuild(services.projections["tokens"], services.events, lambda *_: None)
+        admin.revoke(root, legacy.id)
+        services.operations().rebuild("tokens", lambda *_: None)
         assert auth.lookup(legacy_secret) is None
     finally:
         services.close()

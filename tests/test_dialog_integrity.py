@@ -29,10 +29,9 @@ from commands.sessions import (
     Deployed,
     SendMessage,
     SessionCommands,
-    TurnBudget,
-    TurnLimits,
     memory_id,
 )
+from commands.turn import TurnBudget, TurnLimits
 from domain.basic import BudgetExceeded, parse, resume, start
 from domain.common import Actor
 from domain.sessions import Memory, Session

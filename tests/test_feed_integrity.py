@@ -35,14 +35,13 @@ from infra.kafka import (
     STALE_SECONDS,
     STALL_SECONDS,
     FeedMonitor,
-    LockLost,
     Message,
-    PostgresRelayLock,
     RelayReport,
     decode_message,
     encode_message,
     ensure_topic,
 )
+from infra.locks import LockLost, PostgresLock
 from tests.profiles import Profile
 from tests.server import ServerProcess, free_port
 from tests.workers import Worker, eventually
@@ -263,7 +262,7 @@ def test_a_paused_relay_hands_over_and_stands_by_when_resumed(
 def test_a_relay_lock_is_held_by_one_session_and_lost_with_it(scaled: Profile) -> None:
     env = scaled.env()
     settings = Settings.from_env(env)
-    one, two = PostgresRelayLock(settings, "t"), PostgresRelayLock(settings, "t")
+    one, two = PostgresLock(settings, "relay t"), PostgresLock(settings, "relay t")
     try:
         assert one.acquire()
         assert not two.acquire()

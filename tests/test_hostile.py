@@ -218,6 +218,8 @@ def _attack(server: ServerProcess, admin: httpx.Client, mallory: httpx.Client) -
             unstorable = body is not None and (b"\\u0000" in body or b"\\ud800" in body)
             if unstorable and r.status_code < 300:
                 failures.append(f"{method} {path} [{variant}] accepted unstorable text")
+    r = admin.put("/api/admin/projections/tasks/policy", json={"policy": "stop"})
+    assert r.status_code == 200, r.text  # the default again, for the tests that follow
     # The owners route may have handed the bot to someone else: an admin gives it back.
     r = admin.put(f"/api/bots/{bot}/owners", json={"owners": ["mallory@example.com"]})
     assert r.status_code == 200, r.text
@@ -243,6 +245,8 @@ def _resources(admin: httpx.Client, mallory: httpx.Client, bot: str) -> dict[str
     r = admin.post("/api/admin/tokens", json={"user": "spare@example.com"})
     assert r.status_code == 201, r.text
     ids["token_id"] = r.json()["id"]
+    ids["name"] = "tasks"  # a projection: its policy, an online rebuild
+    ids["letter_id"] = str(uuid.uuid4())  # no such dead letter: 404
     return ids
 
 

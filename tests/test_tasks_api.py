@@ -16,9 +16,10 @@ import pytest
 from litestar.testing import TestClient
 
 from api.app import create_app
-from commands.admin import IssueToken
+from api.http import Writes
+from commands.admin import AdminCommands, IssueToken
 from commands.ports import Saved
-from commands.tasks import CreateTask, UpdateTask
+from commands.tasks import CreateTask, TaskCommands, UpdateTask
 from domain.common import Actor
 from infra.bootstrap import Services
 from infra.config import Settings
@@ -494,28 +495,36 @@ def test_a_write_the_caller_may_make_never_answers_an_error(tmp_path: Path) -> N
     services = Services.open(Settings(data_dir=tmp_path))
     try:
         services.start_workers()
-        deps = services.deps()
+        wiring = services.wiring()
+        tasks, admin, writes = (wiring.dependencies[n] for n in ("tasks", "admin", "writes"))
+        assert isinstance(tasks, TaskCommands) and isinstance(admin, AdminCommands)
+        assert isinstance(writes, Writes)
         owner, assignee = Actor("owner@example.com"), Actor("a@example.com")
-        task_id, saved = deps.tasks.create(
+        task_id, saved = tasks.create(
             owner, msgspec.convert({"title": "relay", "assignee": assignee.email}, CreateTask)
         )
-        assert deps.consistency.wait(saved, 5.0)
+        assert writes.consistency.wait(saved, 5.0)
 
         def reassign() -> None:
-            moved = deps.tasks.update(
+            moved = tasks.update(
                 owner,
                 UUID(task_id),
                 msgspec.convert({"assignee": "b@example.com"}, UpdateTask),
                 None,
             )
-            assert deps.consistency.wait(moved, 5.0)
+            assert writes.consistency.wait(moved, 5.0)
 
-        _, secret, _ = deps.admin.issue(
+        _, secret, _ = admin.issue(
             Actor("root@example.com", is_admin=True),
             msgspec.convert({"user": assignee.email}, IssueToken),
         )
+        moves_first = _MovesTheTaskFirst(writes.consistency, reassign)
         hooked = dataclasses.replace(
-            deps, consistency=_MovesTheTaskFirst(deps.consistency, reassign)
+            wiring,
+            dependencies={
+                **wiring.dependencies,
+                "writes": dataclasses.replace(writes, consistency=moves_first),
+            },
         )
         with TestClient(create_app(hooked)) as client:
             r = client.put(

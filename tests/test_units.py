@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import pytest
 from eventsourcing.persistence import IntegrityError, Tracking
 
@@ -15,6 +17,7 @@ from domain.tasks import Task
 from infra.cache import TtlCache
 from infra.config import ConfigError, Settings
 from infra.readstore import open_read_store
+from projections.core import Listing, Pagination, Where
 from projections.tasks import TaskFilter, TasksProjection, list_tasks
 
 
@@ -117,3 +120,53 @@ def test_cache_counts_hits_and_expires() -> None:
     time.sleep(0.06)
     assert cache.get("c") is None  # expired
     assert cache.check()
+
+
+class Item(msgspec.Struct):
+    id: str
+    kind: str
+    rank: int
+    note: str | None
+    done: bool
+
+
+def test_listing_pages_filters_and_converts(tmp_path: Path) -> None:
+    store = open_read_store(Settings(data_dir=tmp_path))
+    store.migrate(
+        [
+            "CREATE TABLE items (id TEXT PRIMARY KEY, kind TEXT NOT NULL, rank BIGINT NOT NULL,"
+            " note TEXT, done BOOLEAN NOT NULL)"
+        ]
+    )
+    rows = [(f"i{n}", "even" if n % 2 == 0 else "odd", n % 3, None, n % 4 == 0) for n in range(7)]
+    with store.write(Tracking("items", 1)) as sql:
+        sql.executemany("INSERT INTO items (id, kind, rank, note, done) VALUES (?,?,?,?,?)", rows)
+    listing = Listing(Item, "id, kind, rank, note, done", "items", "rank DESC, id")
+
+    assert Where().equal("kind", None).sql == ""
+    with store.read() as sql:
+        first = listing.fetch(sql, 3, 0)
+        last = listing.fetch(sql, 3, 6)
+        beyond = listing.fetch(sql, 3, 9)
+        evens = listing.fetch(sql, 2, 1, Where().equal("kind", "even").equal("note", None))
+        ranked = listing.fetch(sql, 10, 0, Where().add("(rank = ? OR id = ?)", 0, "i1"))
+    # Ranks: i0 0, i1 1, i2 2, i3 0, i4 1, i5 2, i6 0; rank descending, then id.
+    assert [i.id for i in first.data] == ["i2", "i5", "i1"]
+    assert first.data[0] == Item("i2", "even", 2, None, False)  # SQLite's 0/1 made a bool
+    assert first.pagination == Pagination(total=7, limit=3, offset=0, has_more=True)
+    assert [i.id for i in last.data] == ["i6"]
+    assert last.pagination == Pagination(total=7, limit=3, offset=6, has_more=False)
+    assert beyond.data == [] and beyond.pagination.total == 7 and not beyond.pagination.has_more
+    assert [(i.id, i.done) for i in evens.data] == [("i4", True), ("i0", True)]  # i2, i4, i0, i6
+    assert evens.pagination == Pagination(total=4, limit=2, offset=1, has_more=True)
+    assert [i.id for i in ranked.data] == ["i1", "i0", "i3", "i6"]
+    assert ranked.pagination.total == 4
+
+    def labelled(row: dict[str, Any]) -> str:
+        return f"{row['id']}:{row['kind']}"
+
+    with store.read() as sql:
+        labels = Listing(labelled, "id, kind", "items", "id").fetch(sql, 2, 5)
+    assert labels.data == ["i5:odd", "i6:even"]
+    assert labels.pagination == Pagination(total=7, limit=2, offset=5, has_more=False)
+    store.datastore.close()

@@ -41,11 +41,13 @@ State: to_data() -> dict of JSON types only; State.from_data(dict) (ValueError i
     of (block key, statement index) from a routine's body to the running statement, loop
     state, ON ERROR flag), session values, suggestions and the pending HEAR.
 
-Platform: a Protocol (now, random, new_uuid, bot/user memory, create_task, send_mail, book,
-    start_meet, write/read/list/delete_file, send_file, use_kb, clear_kb, think_kb, llm,
-    set_context, log, wait); any method may raise PlatformError(message), which becomes a
-    runtime error at that line. UnavailablePlatform refuses every area with
-    "the <area> area is not available yet".
+Platform: what the machine calls (now, random, new_uuid, bot/user memory, create_task,
+    send_mail, book, start_meet, write/read/list/delete_file, send_file, use_kb, clear_kb,
+    think_kb, llm, set_context, log, wait), assembled from a core (clock, memory, log) and one
+    keyword provider per area (tasks, email, calendar, meet, drive, kb, llm: see
+    domain.basic.platform.AREAS); an area without a provider refuses with "the <area> area is
+    not available yet". Any method may raise PlatformError(message), which becomes a runtime
+    error at that line.
 
 Semantics worth knowing
 -----------------------
