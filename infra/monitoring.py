@@ -83,11 +83,23 @@ class Monitoring:
         except Exception:  # noqa: BLE001 - the event store's own check reports it
             end = None
         stuck = [w.name for w in self.workers() if self._stalled(w, end)]
-        components["projections"] = "error" if stuck else "ok"
+        components["projections"] = "error" if stuck or self._recorded_stall() else "ok"
         if self.settings.uses_kafka:
             monitor = self.feed()
             components["kafka"] = "ok" if monitor is None or monitor.ok() else "error"
         return components
+
+    def _recorded_stall(self) -> bool:
+        """A projection stalled on an event, as recorded by whichever process applies it
+        (a projector apart from this API too); False when the read store cannot say."""
+        try:
+            with self.read.read() as sql:
+                sql.execute(
+                    "SELECT name FROM gbserver_projections WHERE stalled_on IS NOT NULL LIMIT 1"
+                )
+                return sql.fetchone() is not None
+        except Exception:  # noqa: BLE001 - the read store's own check reports it
+            return False
 
     def _stalled(self, worker: Worker, end: int | None) -> bool:
         if not worker.stalled:

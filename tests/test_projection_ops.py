@@ -309,3 +309,21 @@ def test_one_rebuild_of_a_projection_at_a_time(services: Services) -> None:
     finally:
         held.release()
     services.operations().rebuild("tasks", lambda *_: None)
+
+
+def test_a_stall_recorded_by_another_process_degrades_this_ones_health(
+    profile: Profile, tmp_path: Path
+) -> None:
+    env = {**profile.env(), "GB_DATA_DIR": str(tmp_path)}
+    api = Services.open(Settings.from_env(env))  # an API with --no-workers: no worker of its own
+    try:
+        assert api.monitoring().health()["projections"] == "ok"
+        with api.read.write(None) as sql:  # as a projector elsewhere records its stall
+            sql.execute(
+                "UPDATE gbserver_projections SET stalled_on = 7, stalled_topic = 't', error = 'e'"
+                " WHERE name = 'tasks'"
+            )
+        assert api.monitoring().health()["projections"] == "error"
+        assert api.operations().status("tasks").state == "stalled"
+    finally:
+        api.close()
