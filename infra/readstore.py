@@ -318,7 +318,10 @@ class ShadowStore:
         self.position = max(self.position, tracking.notification_id)
 
     def reset(self, application_name: str, tables: Sequence[str]) -> None:
-        raise NotImplementedError("a shadow store is built once, from the log's start")
+        with self.write(None) as sql:
+            for table in tables:
+                sql.execute(f"DROP TABLE IF EXISTS {_safe(table)}")
+        self.position = 0
 
     def size_bytes(self) -> int:
         return 0

@@ -170,3 +170,25 @@ def test_listing_pages_filters_and_converts(tmp_path: Path) -> None:
     assert labels.data == ["i5:odd", "i6:even"]
     assert labels.pagination == Pagination(total=7, limit=2, offset=5, has_more=False)
     store.datastore.close()
+
+
+def test_a_shadow_store_builds_apart_from_the_live_one_and_resets(tmp_path: Path) -> None:
+    live = open_read_store(Settings(data_dir=tmp_path))
+    shadow = live.shadow("tasks")
+    try:
+        projection = TasksProjection(shadow)
+        task = new_task(title="in the shadow")
+        projection.process_batch([(task.collect_events()[0], Tracking("gbserver", 3))])
+        assert shadow.max_tracking_id("tasks") == 3
+        assert [t.title for t in list_tasks(shadow, Actor("o@x.io"), TaskFilter(), 5, 0).data] == [
+            "in the shadow"
+        ]
+        TasksProjection(live)
+        assert list_tasks(live, Actor("o@x.io"), TaskFilter(), 5, 0).data == []  # apart
+        projection.reset()
+        assert shadow.max_tracking_id("tasks") is None
+        assert list_tasks(shadow, Actor("o@x.io"), TaskFilter(), 5, 0).data == []
+    finally:
+        live.discard(shadow)
+        live.datastore.close()
+    assert not Path(shadow.where).exists()
