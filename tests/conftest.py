@@ -10,7 +10,7 @@ import pytest
 from tests import profiles
 from tests.fakellm import FakeLlm
 from tests.profiles import Profile
-from tests.server import ServerProcess
+from tests.server import ServerProcess, UserClient
 
 
 @pytest.fixture(scope="session", params=profiles.selected())
@@ -36,16 +36,15 @@ def admin(server: ServerProcess) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def make_user(server: ServerProcess, admin: httpx.Client) -> Iterator[Callable[..., httpx.Client]]:
+def make_user(server: ServerProcess, admin: httpx.Client) -> Iterator[Callable[..., UserClient]]:
     """Issues a token for a fresh user and returns a client acting as them."""
-    clients: list[httpx.Client] = []
+    clients: list[UserClient] = []
 
-    def make(email: str | None = None, role: str = "user") -> httpx.Client:
+    def make(email: str | None = None, role: str = "user") -> UserClient:
         email = email or f"user-{uuid.uuid4().hex[:10]}@example.com"
         r = admin.post("/api/admin/tokens", json={"user": email, "role": role})
         assert r.status_code == 201, r.text
-        client = server.client(r.json()["token"])
-        client.email = email  # type: ignore[attr-defined]
+        client = server.client(r.json()["token"], email)
         clients.append(client)
         return client
 

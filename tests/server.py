@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -96,6 +97,14 @@ class ServerProcess:
             self.proc.wait()
         self.proc = None
 
-    def client(self, token: str | None = ADMIN_TOKEN) -> httpx.Client:
+    def client(self, token: str | None = ADMIN_TOKEN, email: str = "") -> UserClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30.0)
+        return UserClient(base_url=self.url, headers=headers, timeout=30.0, email=email)
+
+
+class UserClient(httpx.Client):
+    """A client acting as one user, who it is (`email`) at hand for assertions."""
+
+    def __init__(self, *, email: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.email = email

@@ -18,7 +18,7 @@ from domain.common import Actor
 from infra.bootstrap import Services
 from infra.config import Settings
 from tests.profiles import Profile
-from tests.server import ServerProcess, gbserver
+from tests.server import ServerProcess, UserClient, gbserver
 
 
 def test_no_token_is_401(server: ServerProcess) -> None:
@@ -43,7 +43,7 @@ def test_health_is_public(server: ServerProcess) -> None:
         assert anonymous.get("/api/health").status_code == 200
 
 
-def test_users_cannot_touch_each_others_tasks(make_user: Callable[..., httpx.Client]) -> None:
+def test_users_cannot_touch_each_others_tasks(make_user: Callable[..., UserClient]) -> None:
     a, b = make_user(), make_user()
     task = a.post("/api/tasks", json={"title": "private"}).json()
     assert b.get(f"/api/tasks/{task['id']}").status_code == 403
@@ -53,7 +53,7 @@ def test_users_cannot_touch_each_others_tasks(make_user: Callable[..., httpx.Cli
     assert a.get(f"/api/tasks/{task['id']}").json() == task
 
 
-def test_users_cannot_touch_each_others_documents(make_user: Callable[..., httpx.Client]) -> None:
+def test_users_cannot_touch_each_others_documents(make_user: Callable[..., UserClient]) -> None:
     a, b = make_user(), make_user()
     doc = a.post("/api/paper", json={"title": "diary"}).json()
     for r in (
@@ -69,7 +69,7 @@ def test_users_cannot_touch_each_others_documents(make_user: Callable[..., httpx
     assert a.get(f"/api/paper/{doc['id']}").json() == doc
 
 
-def test_admin_sees_everything(make_user: Callable[..., httpx.Client], admin: httpx.Client) -> None:
+def test_admin_sees_everything(make_user: Callable[..., UserClient], admin: httpx.Client) -> None:
     a = make_user()
     task = a.post("/api/tasks", json={"title": "visible to admin"}).json()
     assert admin.get(f"/api/tasks/{task['id']}").status_code == 200
@@ -80,7 +80,7 @@ def test_admin_sees_everything(make_user: Callable[..., httpx.Client], admin: ht
     )
 
 
-def test_users_cannot_reach_admin_routes(make_user: Callable[..., httpx.Client]) -> None:
+def test_users_cannot_reach_admin_routes(make_user: Callable[..., UserClient]) -> None:
     u = make_user()
     for method, path in [
         ("GET", "/api/admin/stats"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -23,7 +23,7 @@ from infra.eventstore import EventStoreAdapter, GBApplication
 from infra.readstore import open_read_store
 from projections.bots import BotsProjection, bot_owners, list_bots
 from projections.designer import DesignerProjection
-from tests.server import ServerProcess
+from tests.server import ServerProcess, UserClient
 
 DIALOGS = "/api/designer/dialogs"
 BOTS = "/api/bots"
@@ -74,7 +74,7 @@ def owners_of(c: httpx.Client, bot: str) -> list[str]:
 
 
 def test_a_user_cannot_deploy_start_of_default_nor_of_another_users_bot(
-    make_user: Callable[..., httpx.Client], admin: httpx.Client
+    make_user: Callable[..., UserClient], admin: httpx.Client
 ) -> None:
     mallory, alice, bob = make_user(), make_user(), make_user()
 
@@ -133,7 +133,7 @@ def test_a_user_cannot_deploy_start_of_default_nor_of_another_users_bot(
 
 
 def test_the_first_dialog_makes_its_creator_the_owner(
-    make_user: Callable[..., httpx.Client],
+    make_user: Callable[..., UserClient],
 ) -> None:
     alice, bob = make_user(), make_user()
     bot = new_bot()
@@ -166,7 +166,7 @@ def test_the_first_dialog_makes_its_creator_the_owner(
     assert bob.delete(f"{DIALOGS}/{first}").status_code == 204
 
 
-def race(users: list[httpx.Client], bot: str) -> dict[str, int]:
+def race(users: Sequence[httpx.Client], bot: str) -> dict[str, int]:
     """Each user creates a dialog in the bot at the same moment: {email: status}."""
     barrier = threading.Barrier(len(users))
     statuses: dict[str, int] = {}
@@ -186,7 +186,7 @@ def race(users: list[httpx.Client], bot: str) -> dict[str, int]:
 
 
 def test_concurrent_first_dialogs_of_a_new_bot_make_one_owner(
-    make_user: Callable[..., httpx.Client],
+    make_user: Callable[..., UserClient],
 ) -> None:
     users = [make_user() for _ in range(4)]
     for _ in range(3):
@@ -201,7 +201,7 @@ def test_concurrent_first_dialogs_of_a_new_bot_make_one_owner(
 
 
 def test_one_owner_racing_with_themselves_gets_every_dialog(
-    make_user: Callable[..., httpx.Client],
+    make_user: Callable[..., UserClient],
 ) -> None:
     alice, bot = make_user(), new_bot()
     names = [f"n{i}" for i in range(4)]
@@ -224,7 +224,7 @@ def test_one_owner_racing_with_themselves_gets_every_dialog(
 
 
 def test_default_belongs_to_admins(
-    make_user: Callable[..., httpx.Client], admin: httpx.Client
+    make_user: Callable[..., UserClient], admin: httpx.Client
 ) -> None:
     alice, bob = make_user(), make_user()
     assert forbidden(alice.post(DIALOGS, json={"name": f"x{uuid.uuid4().hex[:6]}"}))
@@ -247,7 +247,7 @@ def test_default_belongs_to_admins(
 
 
 def test_owners_are_normalised_and_guarded_by_if_match(
-    make_user: Callable[..., httpx.Client],
+    make_user: Callable[..., UserClient],
 ) -> None:
     alice, bot = make_user(), new_bot()
     create(alice, bot)
@@ -271,7 +271,7 @@ def test_owners_are_normalised_and_guarded_by_if_match(
 
 
 def test_admins_list_all_and_set_owners_of_unclaimed_bots(
-    make_user: Callable[..., httpx.Client], admin: httpx.Client
+    make_user: Callable[..., UserClient], admin: httpx.Client
 ) -> None:
     alice, bob = make_user(), make_user()
     bot = new_bot()
@@ -303,7 +303,7 @@ def test_admins_list_all_and_set_owners_of_unclaimed_bots(
     assert bot in seen and seen == sorted(seen)
 
 
-def test_list_shape_pages_and_dialog_counts(make_user: Callable[..., httpx.Client]) -> None:
+def test_list_shape_pages_and_dialog_counts(make_user: Callable[..., UserClient]) -> None:
     alice, bob = make_user(), make_user()
     bots = sorted(new_bot() for _ in range(3))
     for bot in bots:
@@ -345,7 +345,7 @@ def test_list_shape_pages_and_dialog_counts(make_user: Callable[..., httpx.Clien
         {"owners": ["a@example.com"], "extra": 1},
     ],
 )
-def test_invalid_owner_lists_are_400(make_user: Callable[..., httpx.Client], body: object) -> None:
+def test_invalid_owner_lists_are_400(make_user: Callable[..., UserClient], body: object) -> None:
     alice, bot = make_user(), new_bot()
     create(alice, bot)
     r = alice.put(f"{BOTS}/{bot}/owners", json=body)

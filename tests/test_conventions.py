@@ -16,7 +16,7 @@ import httpx
 import psycopg
 
 from projections.paper import PaperProjection
-from tests.server import ServerProcess
+from tests.server import ServerProcess, UserClient
 
 
 def test_every_response_has_a_request_id(server: ServerProcess, admin: httpx.Client) -> None:
@@ -99,7 +99,7 @@ def test_health_is_503_when_storage_fails(
     assert r.json()["components"]["event_store"] == "ok"
 
 
-def test_admin_stats_are_real(admin: httpx.Client, make_user: Callable[..., httpx.Client]) -> None:
+def test_admin_stats_are_real(admin: httpx.Client, make_user: Callable[..., UserClient]) -> None:
     user = make_user()
     for _ in range(5):
         user.get("/api/tasks")
@@ -118,7 +118,7 @@ def test_admin_stats_are_real(admin: httpx.Client, make_user: Callable[..., http
     assert 0 < stats["cache_hit_rate"] <= 1
 
 
-def test_admin_event_log_pages(admin: httpx.Client, make_user: Callable[..., httpx.Client]) -> None:
+def test_admin_event_log_pages(admin: httpx.Client, make_user: Callable[..., UserClient]) -> None:
     user = make_user()
     task = user.post("/api/tasks", json={"title": "logged"}).json()
     user.put(f"/api/tasks/{task['id']}", json={"status": "completed"})
@@ -179,7 +179,7 @@ def _resources(client: httpx.Client) -> list[tuple[str, Callable[[int], dict[str
     ]
 
 
-def test_if_match_is_parsed_as_rfc_9110_says(make_user: Callable[..., httpx.Client]) -> None:
+def test_if_match_is_parsed_as_rfc_9110_says(make_user: Callable[..., UserClient]) -> None:
     """Issue 7, reproduction 13: `W/"1"` matched as a strong tag, `"2` was accepted and a list
     answered 400. Strong comparison, lists, `*`; malformed is 400, no match is 409."""
     c = make_user()

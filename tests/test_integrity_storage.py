@@ -38,7 +38,7 @@ from infra.config import Settings
 from infra.eventstore import SNAPSHOT_INTERVAL, EventStoreAdapter, GBApplication
 from infra.transcoder import DataTranscoder
 from tests.profiles import drop_read_models
-from tests.server import ServerProcess, gbserver
+from tests.server import ServerProcess, UserClient, gbserver
 
 NOW = datetime(2030, 1, 15, 17, 0, tzinfo=UTC)
 AN_ID = uuid.UUID("12345678-1234-5678-1234-567812345678")
@@ -344,7 +344,7 @@ def say(client: httpx.Client, session_id: str, text: str) -> dict[str, Any]:
 
 
 def test_session_metadata_shaped_like_type_tags_is_kept_as_data(
-    admin: httpx.Client, make_user: Callable[..., httpx.Client]
+    admin: httpx.Client, make_user: Callable[..., UserClient]
 ) -> None:
     user = make_user()
     bot = f"bot-{uuid.uuid4().hex[:8]}"
@@ -393,7 +393,7 @@ def test_a_dialog_memory_shaped_like_a_type_tag_stays_loadable(admin: httpx.Clie
 
 
 def test_an_oversized_document_is_refused_with_413_and_not_saved(
-    admin: httpx.Client, make_user: Callable[..., httpx.Client]
+    admin: httpx.Client, make_user: Callable[..., UserClient]
 ) -> None:
     user = make_user()
     head = len(all_events(admin))

@@ -24,7 +24,7 @@ from infra.config import ConfigError, Settings
 from infra.logs import JsonFormatter
 from infra.metrics import Metrics
 from tests.profiles import Profile
-from tests.server import ADMIN_TOKEN, ServerProcess, free_port, gbserver
+from tests.server import ADMIN_TOKEN, ServerProcess, UserClient, free_port, gbserver
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -57,7 +57,7 @@ def labelled(samples: Samples, name: str, label: str) -> set[str]:
 
 
 def test_metrics_are_admin_only(
-    server: ServerProcess, make_user: Callable[..., httpx.Client]
+    server: ServerProcess, make_user: Callable[..., UserClient]
 ) -> None:
     anonymous = httpx.get(f"{server.url}/metrics")
     assert anonymous.status_code == 401, anonymous.text
@@ -70,7 +70,7 @@ def test_metrics_are_admin_only(
 
 
 def test_requests_are_counted_by_route_template_and_status(
-    admin: httpx.Client, make_user: Callable[..., httpx.Client]
+    admin: httpx.Client, make_user: Callable[..., UserClient]
 ) -> None:
     user = make_user()
     task = user.post("/api/tasks", json={"title": "measured"}).json()
@@ -107,7 +107,7 @@ def test_requests_are_counted_by_route_template_and_status(
 
 
 def test_events_appended_are_counted_per_topic(
-    admin: httpx.Client, make_user: Callable[..., httpx.Client]
+    admin: httpx.Client, make_user: Callable[..., UserClient]
 ) -> None:
     user = make_user()
     end = _log_end(admin)

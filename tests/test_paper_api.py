@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-import httpx
 import pytest
+
+from tests.server import UserClient
 
 DOC_FIELDS = {
     "id",
@@ -21,7 +22,7 @@ DOC_FIELDS = {
 }
 
 
-def test_crud(make_user: Callable[..., httpx.Client]) -> None:
+def test_crud(make_user: Callable[..., UserClient]) -> None:
     c = make_user()
     r = c.post(
         "/api/paper",
@@ -49,7 +50,7 @@ def test_crud(make_user: Callable[..., httpx.Client]) -> None:
     assert c.get("/api/paper").json()["data"] == []
 
 
-def test_type_defaults_and_filter(make_user: Callable[..., httpx.Client]) -> None:
+def test_type_defaults_and_filter(make_user: Callable[..., UserClient]) -> None:
     c = make_user()
     note = c.post("/api/paper", json={"title": "a"}).json()
     spec = c.post("/api/paper", json={"title": "b", "type": "spec"}).json()
@@ -59,7 +60,7 @@ def test_type_defaults_and_filter(make_user: Callable[..., httpx.Client]) -> Non
     ]
 
 
-def test_history_and_versions(make_user: Callable[..., httpx.Client]) -> None:
+def test_history_and_versions(make_user: Callable[..., UserClient]) -> None:
     author, admin_email = make_user(), None
     doc = author.post("/api/paper", json={"title": "Plan", "content": "one"}).json()
     author.put(f"/api/paper/{doc['id']}", json={"content": "two"})
@@ -89,7 +90,7 @@ def test_history_and_versions(make_user: Callable[..., httpx.Client]) -> None:
     assert admin_email is None
 
 
-def test_history_records_deletion(make_user: Callable[..., httpx.Client]) -> None:
+def test_history_records_deletion(make_user: Callable[..., UserClient]) -> None:
     c = make_user()
     doc = c.post("/api/paper", json={"title": "t"}).json()
     c.delete(f"/api/paper/{doc['id']}")
@@ -110,7 +111,7 @@ def test_history_records_deletion(make_user: Callable[..., httpx.Client]) -> Non
         {"title": "t", "extra": 1},
     ],
 )
-def test_invalid_documents_are_400(make_user: Callable[..., httpx.Client], body: object) -> None:
+def test_invalid_documents_are_400(make_user: Callable[..., UserClient], body: object) -> None:
     c = make_user()
     r = c.post("/api/paper", json=body)
     assert r.status_code == 400, r.text
@@ -118,7 +119,7 @@ def test_invalid_documents_are_400(make_user: Callable[..., httpx.Client], body:
     assert c.get("/api/paper").json()["data"] == []
 
 
-def test_unknown_documents_are_404(make_user: Callable[..., httpx.Client]) -> None:
+def test_unknown_documents_are_404(make_user: Callable[..., UserClient]) -> None:
     c = make_user()
     unknown = uuid.uuid4()
     for r in (
@@ -132,7 +133,7 @@ def test_unknown_documents_are_404(make_user: Callable[..., httpx.Client]) -> No
         assert r.json()["error"]["code"] == "NOT_FOUND"
 
 
-def test_unicode_content_round_trips(make_user: Callable[..., httpx.Client]) -> None:
+def test_unicode_content_round_trips(make_user: Callable[..., UserClient]) -> None:
     c = make_user()
     content = "# Café ☕\n\nÇa marche — 日本語 🎉\n"
     doc = c.post("/api/paper", json={"title": "Ünïcode", "content": content}).json()
@@ -141,7 +142,7 @@ def test_unicode_content_round_trips(make_user: Callable[..., httpx.Client]) -> 
 
 @pytest.mark.parametrize("blank", ["\u3000", " \u2003\u00a0 ", "\u205f\u1680", "\x1c\x1f\x85"])
 def test_titles_of_only_white_space_are_refused(
-    make_user: Callable[..., httpx.Client], blank: str
+    make_user: Callable[..., UserClient], blank: str
 ) -> None:
     """Issue 7, reproduction 12: a title of Unicode spaces was stored empty."""
     c = make_user()

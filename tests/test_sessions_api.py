@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from tests.profiles import drop_read_models
-from tests.server import ServerProcess, gbserver
+from tests.server import ServerProcess, UserClient, gbserver
 
 GREETING = """TALK "Hello! What is your name?"
 HEAR name
@@ -103,7 +103,7 @@ def test_a_conversation_runs_the_start_dialog(admin: httpx.Client) -> None:
     assert history["bot_id"] == b and history["status"] == "active"
 
 
-def test_session_list_shape_and_filters(make_user: Callable[..., httpx.Client]) -> None:
+def test_session_list_shape_and_filters(make_user: Callable[..., UserClient]) -> None:
     u = make_user()
     b = bot()
     sid = open_session(u, b)
@@ -138,7 +138,7 @@ def test_closed_sessions_refuse_messages(admin: httpx.Client) -> None:
     assert admin.post(f"/api/sessions/{sid}/close").status_code == 409
 
 
-def test_sessions_are_private(make_user: Callable[..., httpx.Client]) -> None:
+def test_sessions_are_private(make_user: Callable[..., UserClient]) -> None:
     a, b = make_user(), make_user()
     sid = open_session(a, bot())
     assert b.get(f"/api/sessions/{sid}").status_code == 403
@@ -236,7 +236,7 @@ def test_a_paused_conversation_survives_restart_and_rebuild(
         assert c.get(f"/api/sessions/{sid}").content == before
 
 
-def test_session_messages_are_paged(make_user: Callable[..., httpx.Client]) -> None:
+def test_session_messages_are_paged(make_user: Callable[..., UserClient]) -> None:
     """Issue 7, reproduction 14: GET /api/sessions/:id returned every message. It embeds the
     latest 50 (oldest first) and their count; /messages pages through all of them."""
     user, other = make_user(), make_user()

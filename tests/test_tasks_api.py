@@ -23,6 +23,7 @@ from commands.tasks import CreateTask, TaskCommands, UpdateTask
 from domain.common import Actor
 from infra.bootstrap import Services
 from infra.config import Settings
+from tests.server import UserClient
 
 TASK_FIELDS = {
     "id",
@@ -50,7 +51,7 @@ def snapshot(client: httpx.Client) -> str:
     return r.text
 
 
-def test_create_returns_the_documented_shape(make_user: Callable[..., httpx.Client]) -> None:
+def test_create_returns_the_documented_shape(make_user: Callable[..., UserClient]) -> None:
     alice = make_user()
     r = alice.post(
         "/api/tasks",
@@ -76,7 +77,7 @@ def test_create_returns_the_documented_shape(make_user: Callable[..., httpx.Clie
     assert alice.get(f"/api/tasks/{body['id']}").json() == body
 
 
-def test_defaults(make_user: Callable[..., httpx.Client]) -> None:
+def test_defaults(make_user: Callable[..., UserClient]) -> None:
     body = make_user().post("/api/tasks", json={"title": "t"}).json()
     assert (body["priority"], body["status"], body["due_date"], body["assignee"]) == (
         "medium",
@@ -86,7 +87,7 @@ def test_defaults(make_user: Callable[..., httpx.Client]) -> None:
     )
 
 
-def test_due_date_offsets_are_normalised_to_utc(make_user: Callable[..., httpx.Client]) -> None:
+def test_due_date_offsets_are_normalised_to_utc(make_user: Callable[..., UserClient]) -> None:
     body = (
         make_user()
         .post("/api/tasks", json={"title": "t", "due_date": "2024-01-15T17:00:00-03:00"})
@@ -95,7 +96,7 @@ def test_due_date_offsets_are_normalised_to_utc(make_user: Callable[..., httpx.C
     assert body["due_date"] == "2024-01-15T20:00:00.000000Z"
 
 
-def test_list_filters_and_order(make_user: Callable[..., httpx.Client]) -> None:
+def test_list_filters_and_order(make_user: Callable[..., UserClient]) -> None:
     bob = make_user()
     made = {}
     for title, due, priority in [
@@ -129,7 +130,7 @@ def test_list_filters_and_order(make_user: Callable[..., httpx.Client]) -> None:
     assert page["pagination"] == {"total": 4, "limit": 2, "offset": 1, "has_more": True}
 
 
-def test_assignee_filter_and_assignee_sees_task(make_user: Callable[..., httpx.Client]) -> None:
+def test_assignee_filter_and_assignee_sees_task(make_user: Callable[..., UserClient]) -> None:
     owner, helper = make_user(), make_user()
     task = owner.post("/api/tasks", json={"title": "shared", "assignee": helper.email}).json()
     owner.post("/api/tasks", json={"title": "mine"})
@@ -141,7 +142,7 @@ def test_assignee_filter_and_assignee_sees_task(make_user: Callable[..., httpx.C
     assert r.status_code == 200 and r.json()["status"] == "completed"
 
 
-def test_update_changes_only_given_fields(make_user: Callable[..., httpx.Client]) -> None:
+def test_update_changes_only_given_fields(make_user: Callable[..., UserClient]) -> None:
     c = make_user()
     task = c.post(
         "/api/tasks", json={"title": "a", "description": "d", "due_date": "2031-01-01T00:00:00Z"}
@@ -163,7 +164,7 @@ def test_update_changes_only_given_fields(make_user: Callable[..., httpx.Client]
     assert cancelled["status"] == "cancelled"
 
 
-def test_delete_then_404(make_user: Callable[..., httpx.Client]) -> None:
+def test_delete_then_404(make_user: Callable[..., UserClient]) -> None:
     c = make_user()
     task = c.post("/api/tasks", json={"title": "bye"}).json()
     r = c.delete(f"/api/tasks/{task['id']}")
@@ -198,7 +199,7 @@ BAD_CREATES = [
 
 @pytest.mark.parametrize(("body", "field"), BAD_CREATES)
 def test_invalid_create_is_400_and_changes_nothing(
-    make_user: Callable[..., httpx.Client], body: object, field: str | None
+    make_user: Callable[..., UserClient], body: object, field: str | None
 ) -> None:
     c = make_user()
     c.post("/api/tasks", json={"title": "keep"})
@@ -213,7 +214,7 @@ def test_invalid_create_is_400_and_changes_nothing(
 
 
 @pytest.mark.parametrize("raw", [b"{", b"not json", b'{"title": "t",}', b"\xff\xfe"])
-def test_malformed_json_is_400(make_user: Callable[..., httpx.Client], raw: bytes) -> None:
+def test_malformed_json_is_400(make_user: Callable[..., UserClient], raw: bytes) -> None:
     c = make_user()
     before = snapshot(c)
     r = c.post("/api/tasks", content=raw, headers={"content-type": "application/json"})
@@ -222,7 +223,7 @@ def test_malformed_json_is_400(make_user: Callable[..., httpx.Client], raw: byte
     assert snapshot(c) == before
 
 
-def test_ten_megabyte_body_is_refused(make_user: Callable[..., httpx.Client]) -> None:
+def test_ten_megabyte_body_is_refused(make_user: Callable[..., UserClient]) -> None:
     c = make_user()
     before = snapshot(c)
     body = b'{"title": "' + b"x" * 10_000_000 + b'"}'
@@ -246,7 +247,7 @@ def test_ten_megabyte_body_is_refused(make_user: Callable[..., httpx.Client]) ->
     ],
 )
 def test_bad_list_parameters_are_400(
-    make_user: Callable[..., httpx.Client], params: dict[str, str]
+    make_user: Callable[..., UserClient], params: dict[str, str]
 ) -> None:
     r = make_user().get("/api/tasks", params=params)
     assert r.status_code == 400, r.text
@@ -254,12 +255,12 @@ def test_bad_list_parameters_are_400(
     assert next(iter(params)) in r.text
 
 
-def test_limit_200_is_the_maximum(make_user: Callable[..., httpx.Client]) -> None:
+def test_limit_200_is_the_maximum(make_user: Callable[..., UserClient]) -> None:
     r = make_user().get("/api/tasks", params={"limit": 200})
     assert r.status_code == 200 and r.json()["pagination"]["limit"] == 200
 
 
-def test_unknown_ids_are_404(make_user: Callable[..., httpx.Client]) -> None:
+def test_unknown_ids_are_404(make_user: Callable[..., UserClient]) -> None:
     c = make_user()
     unknown = uuid.uuid4()
     assert c.get(f"/api/tasks/{unknown}").status_code == 404
@@ -268,7 +269,7 @@ def test_unknown_ids_are_404(make_user: Callable[..., httpx.Client]) -> None:
     assert c.get("/api/tasks/not-a-uuid").status_code == 404
 
 
-def test_invalid_update_changes_nothing(make_user: Callable[..., httpx.Client]) -> None:
+def test_invalid_update_changes_nothing(make_user: Callable[..., UserClient]) -> None:
     c = make_user()
     task = c.post("/api/tasks", json={"title": "t"}).json()
     for body in ({"title": ""}, {"priority": "urgent"}, {"due_date": "nope"}, {"id": "x"}):
@@ -277,7 +278,7 @@ def test_invalid_update_changes_nothing(make_user: Callable[..., httpx.Client]) 
     assert c.get(f"/api/tasks/{task['id']}").json() == task
 
 
-def test_post_then_list_sees_it_1000_times(make_user: Callable[..., httpx.Client]) -> None:
+def test_post_then_list_sees_it_1000_times(make_user: Callable[..., UserClient]) -> None:
     c = make_user()
     for i in range(1000):
         created = c.post("/api/tasks", json={"title": f"t{i}"})
@@ -288,7 +289,7 @@ def test_post_then_list_sees_it_1000_times(make_user: Callable[..., httpx.Client
         assert c.get(f"/api/tasks/{created.json()['id']}").status_code == 200
 
 
-def test_stale_if_match_is_409(make_user: Callable[..., httpx.Client]) -> None:
+def test_stale_if_match_is_409(make_user: Callable[..., UserClient]) -> None:
     c = make_user()
     task = c.post("/api/tasks", json={"title": "t"}).json()
     assert (
@@ -306,7 +307,7 @@ def test_stale_if_match_is_409(make_user: Callable[..., httpx.Client]) -> None:
 
 
 def test_concurrent_puts_at_one_version_one_wins(
-    server: object, make_user: Callable[..., httpx.Client]
+    server: object, make_user: Callable[..., UserClient]
 ) -> None:
     owner = make_user()
     for _ in range(10):
@@ -340,7 +341,7 @@ def test_concurrent_puts_at_one_version_one_wins(
         assert final["version"] == 2 and final["title"] in ("left", "right")
 
 
-def test_idempotency_key_creates_once(make_user: Callable[..., httpx.Client]) -> None:
+def test_idempotency_key_creates_once(make_user: Callable[..., UserClient]) -> None:
     c = make_user()
     key = {"Idempotency-Key": f"k-{uuid.uuid4()}"}
     first = c.post("/api/tasks", json={"title": "once"}, headers=key)
@@ -354,7 +355,7 @@ def test_idempotency_key_creates_once(make_user: Callable[..., httpx.Client]) ->
     assert c.get("/api/tasks").json()["pagination"]["total"] == 1
 
 
-def test_idempotency_keys_are_per_user(make_user: Callable[..., httpx.Client]) -> None:
+def test_idempotency_keys_are_per_user(make_user: Callable[..., UserClient]) -> None:
     a, b = make_user(), make_user()
     key = {"Idempotency-Key": "same-key"}
     ta = a.post("/api/tasks", json={"title": "x"}, headers=key).json()
@@ -362,7 +363,7 @@ def test_idempotency_keys_are_per_user(make_user: Callable[..., httpx.Client]) -
     assert ta["id"] != tb["id"]
 
 
-def test_concurrent_retries_with_one_key_create_one(make_user: Callable[..., httpx.Client]) -> None:
+def test_concurrent_retries_with_one_key_create_one(make_user: Callable[..., UserClient]) -> None:
     c = make_user()
     key = {"Idempotency-Key": f"k-{uuid.uuid4()}"}
     barrier = threading.Barrier(4)
@@ -384,7 +385,7 @@ def test_concurrent_retries_with_one_key_create_one(make_user: Callable[..., htt
     assert c.get("/api/tasks").json()["pagination"]["total"] == 1
 
 
-def test_nul_characters_are_refused(make_user: Callable[..., httpx.Client]) -> None:
+def test_nul_characters_are_refused(make_user: Callable[..., UserClient]) -> None:
     """PostgreSQL cannot store U+0000: accepting it would stall the read models behind it."""
     c = make_user()
     r = c.post("/api/tasks", json={"title": "bad\u0000title"})
@@ -393,7 +394,7 @@ def test_nul_characters_are_refused(make_user: Callable[..., httpx.Client]) -> N
 
 
 def test_an_assignee_changes_status_and_description_only(
-    make_user: Callable[..., httpx.Client],
+    make_user: Callable[..., UserClient],
 ) -> None:
     """Issue 7, reproduction 9: an assignee who reassigned got 403 although the change was
     saved, and could delete the owner's task. Now what they may not do is refused unsaved."""
@@ -442,7 +443,7 @@ def test_an_assignee_changes_status_and_description_only(
 
 
 def test_an_admin_may_change_and_delete_any_task(
-    make_user: Callable[..., httpx.Client], admin: httpx.Client
+    make_user: Callable[..., UserClient], admin: httpx.Client
 ) -> None:
     owner = make_user()
     task = owner.post("/api/tasks", json={"title": "t", "assignee": new_email()}).json()
@@ -455,7 +456,7 @@ def test_an_admin_may_change_and_delete_any_task(
 
 @pytest.mark.parametrize("blank", ["\u3000", " \u2003\u00a0 ", "\u2028\u2029", "\t\n\r\x0b\x0c"])
 def test_titles_of_only_white_space_are_refused(
-    make_user: Callable[..., httpx.Client], blank: str
+    make_user: Callable[..., UserClient], blank: str
 ) -> None:
     """Issue 7, reproduction 12: "\\u3000" was stored as an empty title."""
     c = make_user()

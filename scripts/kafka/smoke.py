@@ -1,7 +1,7 @@
 """End-to-end check of the local broker started by `scripts/services up kafka`.
 
     .venv/bin/python scripts/kafka/smoke.py produce   # topic, 100 keyed messages, group g1 commits
-    .venv/bin/python scripts/kafka/smoke.py check     # after a restart: topic, data and offsets kept
+    .venv/bin/python scripts/kafka/smoke.py check  # after a restart: topic, data and offsets kept
 
 `produce` may be run again: it reads only the messages of its own run (marked by a run id)
 and expects group g1 to end committed at the end of every partition.
@@ -13,6 +13,7 @@ import os
 import sys
 import time
 import uuid
+from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
@@ -44,7 +45,7 @@ def partitions(consumer: KafkaConsumer) -> list[TopicPartition]:
         time.sleep(0.2)
 
 
-def committed_vs_end(consumer: KafkaConsumer) -> tuple[dict, dict]:
+def committed_vs_end(consumer: KafkaConsumer) -> tuple[dict[Any, Any], dict[Any, Any]]:
     tps = partitions(consumer)
     end = consumer.end_offsets(tps)
     committed = {tp: (consumer.committed(tp) or 0) for tp in tps}
@@ -69,8 +70,10 @@ def produce() -> None:
     metas = [f.get(timeout=30) for f in futures]
     producer.close()
     used = sorted({m.partition for m in metas})
-    print(f"produced {COUNT} messages (run {run}) to partitions {used} "
-          f"in {time.monotonic() - t0:.2f}s")
+    print(
+        f"produced {COUNT} messages (run {run}) to partitions {used} "
+        f"in {time.monotonic() - t0:.2f}s"
+    )
 
     t0 = time.monotonic()
     consumer = KafkaConsumer(
@@ -99,8 +102,10 @@ def produce() -> None:
     assert all(len(p) == 1 for p in by_key.values()), by_key
     committed, end = committed_vs_end(consumer)
     consumer.close()
-    print(f"consumed and committed {len(seen)} messages in {time.monotonic() - t0:.2f}s; "
-          f"committed {sum(committed.values())} / end {sum(end.values())}")
+    print(
+        f"consumed and committed {len(seen)} messages in {time.monotonic() - t0:.2f}s; "
+        f"committed {sum(committed.values())} / end {sum(end.values())}"
+    )
     if committed != end:
         sys.exit(f"FAIL: committed {committed} != end offsets {end}")
     print("OK produce")
@@ -111,25 +116,29 @@ def check() -> None:
     if TOPIC not in admin.list_topics():
         sys.exit(f"FAIL: topic {TOPIC} is gone")
     admin.close()
-    consumer = KafkaConsumer(
-        bootstrap_servers=BOOTSTRAP, group_id=GROUP, enable_auto_commit=False
-    )
+    consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=GROUP, enable_auto_commit=False)
     tps = partitions(consumer)
     if len(tps) != PARTITIONS:
         sys.exit(f"FAIL: {TOPIC} has {len(tps)} partitions, expected {PARTITIONS}")
     committed, end = committed_vs_end(consumer)
     consumer.close()
     total = sum(end.values())
-    print(f"topic {TOPIC}: {len(tps)} partitions, {total} messages; "
-          f"group {GROUP} committed {sum(committed.values())}")
+    print(
+        f"topic {TOPIC}: {len(tps)} partitions, {total} messages; "
+        f"group {GROUP} committed {sum(committed.values())}"
+    )
     if total < COUNT or committed != end:
         sys.exit(f"FAIL: committed {committed} != end offsets {end}")
     # The data itself is still readable from the beginning.
-    reader = KafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None,
-                           auto_offset_reset="earliest", consumer_timeout_ms=5_000)
+    reader = KafkaConsumer(
+        bootstrap_servers=BOOTSTRAP,
+        group_id=None,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5_000,
+    )
     reader.assign(tps)
     reader.seek_to_beginning(*tps)
-    n = sum(1 for _ in zip(range(total), reader))
+    n = sum(1 for _ in zip(range(total), reader, strict=False))
     reader.close()
     if n != total:
         sys.exit(f"FAIL: read back {n} of {total} messages")
