@@ -90,6 +90,11 @@ class PostgresLock(Lock):
 
     def release(self) -> None:
         with self._mutex:
+            if self._held and self._conn is not None:
+                # At once: closing alone leaves the lock to the backend's exit, which PostgreSQL
+                # completes a moment after the client has gone.
+                with contextlib.suppress(psycopg.Error):
+                    self._conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
             self._drop()
 
     def _drop(self) -> None:
