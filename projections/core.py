@@ -220,9 +220,22 @@ class Projection(LibraryProjection[Any]):
 
     def apply_again(self, domain_event: Any) -> None:
         """Applies one event outside the feed's order (a dead letter's retry): no position
-        moves; the guard still holds off a swap."""
-        with self.view.write(None, self._guard()) as sql:
-            self._handlers[type(domain_event).TOPIC](self, sql, domain_event)
+        moves; the guard, at the tables' current generation, holds off a swap meanwhile.
+        (Not `self.generation`: that is the worker's, for the positions it read.)"""
+        for attempt in (1, 2):
+            with self.view.read() as sql:
+                sql.execute(
+                    "SELECT generation FROM gbserver_projections WHERE name = ?", (self.name,)
+                )
+                row = sql.fetchone()
+            guard = Guard(self.name, int(row["generation"]) if row else 0)
+            try:
+                with self.view.write(None, guard) as sql:
+                    self._handlers[type(domain_event).TOPIC](self, sql, domain_event)
+                return
+            except Rebuilt:
+                if attempt == 2:
+                    raise
 
     def _failed(
         self, item: tuple[Any, Tracking], tracking_name: str | None, error: Exception
