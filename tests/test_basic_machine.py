@@ -399,3 +399,12 @@ def test_a_loader_that_fails_is_a_runtime_error_even_when_resuming() -> None:
     turn = resume(first.state, gone, "x", FakePlatform())
     assert turn.error is not None
     assert turn.error.message == "dialog main version 1 is not deployed"
+
+
+def test_a_menu_takes_decimal_digits_and_refuses_other_digits() -> None:
+    """`²`.isdigit() is true but int('²') raises: a menu answer `²` is simply not a choice."""
+    source = 'HEAR pick AS "tea", "coffee"\nTALK "got " + pick\n'
+    first, second = run(source, "²")
+    assert second.error is None and second.waiting  # asked again, no crash
+    *_, last = run(source, "²", "٢")  # ARABIC-INDIC DIGIT TWO is a decimal digit
+    assert last.outputs == ["got coffee"]

@@ -138,3 +138,12 @@ def test_a_huge_number_is_an_error_not_a_crash() -> None:
     report = validate("x = " + "9" * 10_000 + "\nTALK x\n")
     assert not report.valid
     assert "too large" in report.errors[0].message
+
+
+@pytest.mark.parametrize("digit", ["³", "①", "٣", "𝟑"])
+def test_unicode_digits_are_reported_not_crashed_on(digit: str) -> None:
+    """str.isdigit() takes these, int() and float() do not: the lexer reads only ASCII digits."""
+    for source in (f"x = 1{digit}\n", f"TALK {digit}\n", f"x = 2.{digit}\n", f"y = 1e{digit}\n"):
+        report = validate(source)
+        assert not report.valid
+        assert any(digit in e.message for e in report.errors), (source, report.errors)

@@ -69,7 +69,7 @@ def _menu(text: str, options: list[str]) -> tuple[bool, Value]:
     for option in options:
         if option.strip().lower() == lowered:
             return True, option
-    if text.isdigit() and 1 <= int(text) <= len(options):
+    if text.isdecimal() and 1 <= int(text) <= len(options):  # isdigit() takes `²`; int() not
         return True, options[int(text) - 1]
     return False, None
 

@@ -161,6 +161,13 @@ _TWO_CHAR_OPS = ("<=", ">=", "<>", "==", "!=", "#{")
 _ONE_CHAR_OPS = "+-*/^&=<>()[]{},.:;"
 _OPENERS = {"(": ")", "[": "]", "{": "}", "#{": "}"}
 _CLOSERS = frozenset(")]}")
+
+
+def _is_digit(ch: str) -> bool:
+    """An ASCII digit: str.isdigit() also takes `³` or `①`, which int() and float() refuse."""
+    return "0" <= ch <= "9"
+
+
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "'": "'", "\\": "\\", "$": "$", "0": "\0"}
 
 
@@ -205,7 +212,7 @@ class Lexer:
                 self._skip_to_eol()
             elif ch in "\"'":
                 self._string(ch)
-            elif ch.isdigit():
+            elif _is_digit(ch):
                 self._number()
             elif ch.isalpha() or ch == "_":
                 self._word()
@@ -355,22 +362,22 @@ class Lexer:
     def _number(self) -> None:
         src, start, line, col = self.source, self.pos, self.line, self.col
         end = start
-        while end < len(src) and src[end].isdigit():
+        while end < len(src) and _is_digit(src[end]):
             end += 1
         is_float = False
-        if end + 1 < len(src) and src[end] == "." and src[end + 1].isdigit():
+        if end + 1 < len(src) and src[end] == "." and _is_digit(src[end + 1]):
             is_float = True
             end += 1
-            while end < len(src) and src[end].isdigit():
+            while end < len(src) and _is_digit(src[end]):
                 end += 1
         if end < len(src) and src[end] in "eE":
             probe = end + 1
             if probe < len(src) and src[probe] in "+-":
                 probe += 1
-            if probe < len(src) and src[probe].isdigit():
+            if probe < len(src) and _is_digit(src[probe]):
                 is_float = True
                 end = probe
-                while end < len(src) and src[end].isdigit():
+                while end < len(src) and _is_digit(src[end]):
                     end += 1
         text = src[start:end]
         value: int | float = 0
