@@ -8,11 +8,13 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import Example
 from litestar.params import Parameter
 
 from api.auth import Authenticator, admin_only
 from api.deps import Provided
 from api.errors import ApiError, not_found
+from api.examples import ANA, CREATED_AT, LAGGING, UPDATED_AT, examples
 from api.http import Limit, Offset, Position, Writes, actor_of, claim_of, written
 from commands.admin import AdminCommands, IssueToken
 from commands.idempotency import AlreadyClaimed
@@ -90,8 +92,63 @@ class Retried(msgspec.Struct):
 
 
 ProjectionName = Annotated[
-    str, Parameter(description="a projection's name, as `GET /api/admin/projections` lists them")
+    str,
+    Parameter(
+        description="A projection's name, as `GET /api/admin/projections` lists them (`tasks`,"
+        " `paper`, `designer`, `bots`, `sessions`, `tokens`)",
+        examples=[Example(summary="The tasks read model", value="tasks")],
+    ),
 ]
+TOKEN_ID = "0e2fd3f0-13dd-576f-ad12-320bb947ddda"
+TokenId = Annotated[
+    UUID,
+    Parameter(
+        description="The token's id (not its secret), as its issue answered",
+        examples=[Example(summary="A token's id", value=TOKEN_ID)],
+    ),
+]
+LETTER_ID = "5a0d2c9e-8f3b-4e1a-b7c6-2d4e6f8a0b1c"
+LetterId = Annotated[
+    UUID,
+    Parameter(
+        description="A dead letter's id, as the projection's dead letters list it",
+        examples=[Example(summary="A dead letter's id", value=LETTER_ID)],
+    ),
+]
+TOKEN = {
+    "id": TOKEN_ID,
+    "user": ANA,
+    "role": "user",
+    "issued_at": CREATED_AT,
+    "issued_by": "admin@localhost",
+    "revoked_at": None,
+}
+RUNNING = {
+    "name": "tasks",
+    "store": "sqlite",
+    "state": "running",
+    "policy": "stop",
+    "position": 1042,
+    "head": 1042,
+    "lag_events": 0,
+    "lag_seconds": 0.0,
+    "generation": 0,
+    "dead_letters": 0,
+    "last_error": None,
+    "rebuild": None,
+}
+DEAD_LETTER = {
+    "id": LETTER_ID,
+    "projection": "tasks",
+    "event_id": 977,
+    "topic": "gbserver.tasks.TaskUpdated",
+    "aggregate_id": "7c1e5a2b-3d4f-4a8b-9c6d-1e2f3a4b5c6d",
+    "aggregate_version": 3,
+    "error": "IntegrityError: NOT NULL constraint failed: tasks.title",
+    "recorded_at": UPDATED_AT,
+    "retries": 0,
+}
+ADMINS = "Admins only (`403` for other users)."
 
 
 REQUIRED = ("database", "event_store", "read_store", "cache", "storage")
@@ -100,7 +157,32 @@ REQUIRED = ("database", "event_store", "read_store", "cache", "storage")
 @get(
     "/api/health",
     sync_to_thread=True,
-    tags=["admin"],
+    tags=["Health"],
+    operation_id="getHealth",
+    summary="Check the server's health",
+    description="Public (no token needed): `healthy` (`200`) when every store, the cache and"
+    " the blob storage answer and every read model keeps up; `degraded` (`503`) while a read"
+    " model is stalled behind an event it cannot apply (writes are kept, reads lag; see"
+    " `GET /api/admin/projections`); `unhealthy` (`503`) when a store, the cache or the blob"
+    " storage fails. `components` gives each part's state (`ok`, `error`; the LLM"
+    " `not_configured` without `GB_LLM_URL`).",
+    response_description="Healthy",
+    operation_class=examples(
+        response={
+            "Healthy, without an LLM": {
+                "status": "healthy",
+                "components": {
+                    "event_store": "ok",
+                    "read_store": "ok",
+                    "cache": "ok",
+                    "storage": "ok",
+                    "database": "ok",
+                    "llm": "not_configured",
+                    "projections": "ok",
+                },
+            }
+        }
+    ),
     responses={
         503: ResponseSpec(
             Health,
@@ -125,14 +207,70 @@ def health(monitoring: Provided[Monitor]) -> Response[Health]:
 
 class AdminController(Controller):
     path = "/api/admin"
-    tags = ["admin"]
+    tags = ["Admin"]
     guards = [admin_only]
 
-    @get("/stats", sync_to_thread=True)
+    @get(
+        "/stats",
+        sync_to_thread=True,
+        operation_id="getStats",
+        summary="Get the server's stats",
+        description="This process's uptime and memory, the requests it is serving, the size"
+        f" of its stores and the hit rate of its token cache. {ADMINS}",
+        response_description="The stats",
+        operation_class=examples(
+            response={
+                "A server up for an hour": {
+                    "uptime_seconds": 3600,
+                    "memory_used_mb": 73.3,
+                    "active_connections": 1,
+                    "database_size_mb": 0.64,
+                    "cache_hit_rate": 0.9545,
+                }
+            }
+        ),
+    )
     def stats(self, monitoring: Provided[Monitor]) -> Stats:
         return msgspec.convert(monitoring.stats(), Stats)
 
-    @get("/events", sync_to_thread=True)
+    @get(
+        "/events",
+        sync_to_thread=True,
+        operation_id="listEvents",
+        summary="Read the event log",
+        description="The event log, the only source of truth, in the order it was written:"
+        " up to `limit` events after position `after`. To read it all, pass each answer's"
+        " `next_after` as the next `after` until `data` is empty. Each event names its"
+        " aggregate (the task, document, ... it belongs to), its version within it, its"
+        f" `topic` (its type), when it happened and its data. {ADMINS}",
+        response_description="A page of events",
+        operation_class=examples(
+            response={
+                "The first task created": {
+                    "data": [
+                        {
+                            "id": 2,
+                            "aggregate_id": "7c1e5a2b-3d4f-4a8b-9c6d-1e2f3a4b5c6d",
+                            "aggregate_version": 1,
+                            "topic": "gbserver.tasks.TaskCreated",
+                            "timestamp": CREATED_AT,
+                            "schema_version": 1,
+                            "data": {
+                                "owner": ANA,
+                                "title": "Follow up with client",
+                                "description": None,
+                                "due_date": "2024-01-15T17:00:00.000000Z",
+                                "priority": "high",
+                                "status": "pending",
+                                "assignee": None,
+                            },
+                        }
+                    ],
+                    "next_after": 2,
+                }
+            }
+        ),
+    )
     def events(
         self,
         event_log: Provided[EventBrowser],
@@ -142,20 +280,54 @@ class AdminController(Controller):
         records = [msgspec.convert(r, EventRecord) for r in event_log.page(after, limit)]
         return EventPage(records, records[-1].id if records else after)
 
-    @get("/projections", sync_to_thread=True)
+    @get(
+        "/projections",
+        sync_to_thread=True,
+        operation_id="listProjections",
+        summary="List the read models and their lag",
+        description="Every projection (read model): where it is in the log (`position`) and"
+        " the log's `head`, its lag in events and seconds, its `state` (`running`,"
+        " `catching_up`, `rebuilding`, `stalled`), the event it is stalled on and why"
+        " (`last_error`), its `policy` for an event it cannot apply, its dead letters and any"
+        f" rebuild under way. {ADMINS}",
+        response_description="Every projection's status",
+        operation_class=examples(response={"All caught up": {"data": [RUNNING]}}),
+    )
     def projections(self, operations: Provided[Operations]) -> Projections:
         """Every projection: its position, the log's head, lag in events and seconds, state
         (`running`, `catching_up`, `rebuilding`, `stalled`), the event it is stalled on and
         why, its policy for an event it cannot apply, and its dead letters."""
         return Projections(operations.statuses())
 
-    @get("/projections/{name:str}", sync_to_thread=True)
+    @get(
+        "/projections/{name:str}",
+        sync_to_thread=True,
+        operation_id="getProjection",
+        summary="Get a read model's status",
+        description="One projection's status, as the list gives it; an unknown name is `404`"
+        f" (its message lists the known ones). {ADMINS}",
+        response_description="The projection's status",
+        operation_class=examples(response={"Caught up": RUNNING}),
+    )
     def projection(
         self, operations: Provided[Operations], name: ProjectionName
     ) -> ProjectionStatus:
         return operations.status(name)
 
-    @put("/projections/{name:str}/policy", sync_to_thread=True)
+    @put(
+        "/projections/{name:str}/policy",
+        sync_to_thread=True,
+        operation_id="setProjectionPolicy",
+        summary="Choose what a read model does with an event it cannot apply",
+        description="`stop` (the default): the projection stalls on the event (health turns"
+        " `degraded`, reads lag) until a fix; `skip`: the event becomes a dead letter (see"
+        f" `.../dead-letters`) and the projection goes on. {ADMINS}",
+        response_description="The projection's status, with its new policy",
+        operation_class=examples(
+            request={"Skip what cannot be applied": {"policy": "skip"}},
+            response={"Now skipping": {**RUNNING, "policy": "skip"}},
+        ),
+    )
     def policy(
         self, operations: Provided[Operations], name: ProjectionName, data: PolicyChange
     ) -> ProjectionStatus:
@@ -163,7 +335,27 @@ class AdminController(Controller):
         `degraded`) until a fix; `skip`: the event becomes a dead letter and it goes on."""
         return operations.set_policy(name, data.policy)
 
-    @post("/projections/{name:str}/rebuild", sync_to_thread=True, status_code=202)
+    @post(
+        "/projections/{name:str}/rebuild",
+        sync_to_thread=True,
+        status_code=202,
+        operation_id="rebuildProjection",
+        summary="Rebuild a read model online",
+        description="Starts rebuilding the projection from the log while it keeps serving:"
+        " fresh tables are filled beside the old ones, then swapped in atomically. Answers"
+        " `202` at once with its status and a `Location` to follow the rebuild at; a rebuild"
+        f" of it already under way is `409`. Takes no body. {ADMINS}",
+        response_description="Rebuild started",
+        operation_class=examples(
+            response={
+                "Under way": {
+                    **RUNNING,
+                    "state": "rebuilding",
+                    "rebuild": {"started": UPDATED_AT, "position": 0, "head": 1042, "error": None},
+                }
+            }
+        ),
+    )
     def rebuild(
         self, operations: Provided[Operations], name: ProjectionName
     ) -> Response[ProjectionStatus]:
@@ -176,7 +368,24 @@ class AdminController(Controller):
             headers={"Location": f"/api/admin/projections/{name}"},
         )
 
-    @get("/projections/{name:str}/dead-letters", sync_to_thread=True)
+    @get(
+        "/projections/{name:str}/dead-letters",
+        sync_to_thread=True,
+        operation_id="listDeadLetters",
+        summary="List a read model's dead letters",
+        description="The events the projection skipped under the `skip` policy because it"
+        " could not apply them, with the error each raised, in log order. Retry one after a"
+        f" fix with `POST .../dead-letters/{{letter_id}}/retry`. {ADMINS}",
+        response_description="A page of dead letters",
+        operation_class=examples(
+            response={
+                "One event skipped": {
+                    "data": [DEAD_LETTER],
+                    "pagination": {"total": 1, "limit": 50, "offset": 0, "has_more": False},
+                }
+            }
+        ),
+    )
     def dead_letters(
         self,
         operations: Provided[Operations],
@@ -190,9 +399,17 @@ class AdminController(Controller):
         "/projections/{name:str}/dead-letters/{letter_id:uuid}/retry",
         sync_to_thread=True,
         status_code=200,
+        operation_id="retryDeadLetter",
+        summary="Apply a dead letter again",
+        description="Applies the skipped event to the projection again (after a fix): on"
+        " success it leaves the dead letters and is answered as it was; if it fails again it"
+        " is `409` with the error, and stays. An unknown id is `404`. Takes no body."
+        f" {ADMINS}",
+        response_description="The event, applied",
+        operation_class=examples(response={"Applied at last": {"retried": DEAD_LETTER}}),
     )
     def retry(
-        self, operations: Provided[Operations], name: ProjectionName, letter_id: UUID
+        self, operations: Provided[Operations], name: ProjectionName, letter_id: LetterId
     ) -> Retried:
         """Applies the event again (after a fix). 409 with the error when it fails again."""
         letter = operations.retry(name, str(letter_id))
@@ -200,13 +417,56 @@ class AdminController(Controller):
             raise not_found("dead letter")
         return Retried(letter)
 
-    @get("/tokens", sync_to_thread=True)
+    @get(
+        "/tokens",
+        sync_to_thread=True,
+        operation_id="listTokens",
+        summary="List the issued tokens",
+        description="Every token issued, oldest first: its user, role, who issued it and"
+        f" when, and when it was revoked (never its secret). {ADMINS}",
+        response_description="A page of tokens",
+        operation_class=examples(
+            response={
+                "Ana's token": {
+                    "data": [TOKEN],
+                    "pagination": {"total": 1, "limit": 50, "offset": 0, "has_more": False},
+                }
+            }
+        ),
+    )
     def tokens(
         self, read: Provided[ReadStore], limit: Limit = 50, offset: Offset = 0
     ) -> Page[TokenView]:
         return list_tokens(read, limit, offset)
 
-    @post("/tokens", sync_to_thread=True, status_code=201)
+    @post(
+        "/tokens",
+        sync_to_thread=True,
+        status_code=201,
+        operation_id="issueToken",
+        summary="Issue a token for a user",
+        description="Creates a bearer token for the user `user` (an email; there is no other"
+        " sign-up) with the role `user` (default) or `admin`. The answer is the only time its"
+        " secret (`token`) is shown: the user sends it as `Authorization: Bearer <token>`, and"
+        " it works at once. A retry with the same `Idempotency-Key` is `409` naming the token"
+        f" already issued, since its secret cannot be shown again. {ADMINS}",
+        response_description="The token, with its secret (shown once)",
+        operation_class=examples(
+            request={
+                "A user": {"user": ANA, "role": "user"},
+                "Another admin": {"user": "ops@example.com", "role": "admin"},
+            },
+            response={
+                "Ana's token": {
+                    "id": TOKEN_ID,
+                    "user": ANA,
+                    "role": "user",
+                    "token": "gb_4vrlnoKZyD7wck3dz7YQBOYxxP0CLDex_zsrkmpqdu4",
+                    "issued_at": CREATED_AT,
+                }
+            },
+        ),
+    )
     def issue(
         self,
         request: Request[Any, Any, Any],
@@ -237,22 +497,41 @@ class AdminController(Controller):
             headers={"Location": f"/api/admin/tokens/{token_id}"},
         )
 
-    @delete("/tokens/{token_id:uuid}", sync_to_thread=True, status_code=204)
+    @delete(
+        "/tokens/{token_id:uuid}",
+        sync_to_thread=True,
+        status_code=204,
+        operation_id="revokeToken",
+        summary="Revoke a token",
+        description="Revokes the token: from now on it is `401` (at once on this server; other"
+        " server processes drop it from their cache within `GB_AUTH_CACHE_TTL` seconds)."
+        " It stays listed, with `revoked_at`. An unknown id is `404`. Answers `204` with no"
+        f" body. {ADMINS} {LAGGING}",
+        response_description="Revoked",
+    )
     def revoke(
         self,
         request: Request[Any, Any, Any],
         admin: Provided[AdminCommands],
         writes: Provided[Writes],
         authenticator: Provided[Authenticator],
-        token_id: UUID,
+        token_id: TokenId,
     ) -> Response[None]:
         saved = admin.revoke(actor_of(request), token_id)
         response = written(writes, saved, f"/api/admin/tokens/{token_id}", lambda: None)
         authenticator.forget_all()
         return response
 
-    @get("/tokens/{token_id:uuid}", sync_to_thread=True)
-    def token(self, read: Provided[ReadStore], token_id: UUID) -> TokenView:
+    @get(
+        "/tokens/{token_id:uuid}",
+        sync_to_thread=True,
+        operation_id="getToken",
+        summary="Get a token",
+        description=f"One token as the list shows it (never its secret). {ADMINS}",
+        response_description="The token",
+        operation_class=examples(response={"Ana's token": TOKEN}),
+    )
+    def token(self, read: Provided[ReadStore], token_id: TokenId) -> TokenView:
         view = get_token(read, str(token_id))
         if view is None:
             raise not_found("token")

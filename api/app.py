@@ -4,6 +4,7 @@ ids, metrics and request logs (api.observability)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -11,27 +12,124 @@ from typing import Any
 from litestar import Litestar, Request
 from litestar._openapi.plugin import OpenAPIPlugin  # no public handle on the served dict (2.x)
 from litestar.di import Provide
+from litestar.exceptions import SerializationException
 from litestar.middleware.base import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
 
 from api.auth import PUBLIC_PATHS, TokenAuthMiddleware
 from api.deps import Wiring
-from api.errors import bad_request, handle_exception
+from api.docs import ROUTES as DOCS_ROUTES
+from api.errors import BODY_STATE_KEY, ApiError, bad_request, handle_exception, invalid_json
 from api.observability import RequestContext, metrics_route
-from api.openapi import complete
+from api.openapi import MAX_JSON_DEPTH, complete, openapi_config
 
 # `\u0000` as a JSON escape: after an even number of backslashes (`\\u0000` is a backslash
 # followed by the text "u0000", which is storable).
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+# A `\uD800`-`\uDFFF` escape that is not half of a pair: no text holds it (UTF-8 cannot).
+_LONE_SURROGATE = re.compile(
+    rb"(?<!\\)(?:\\\\)*(?:\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+)
 
 
-async def refuse_nul_characters(request: Request[Any, Any, Any]) -> None:
-    """Text with U+0000 is refused: PostgreSQL cannot store it, and a read model that cannot
-    take an event would stop behind it. (A raw NUL byte is already invalid JSON.)"""
-    if request.method in ("POST", "PUT", "PATCH"):
-        body = await request.body()
-        if b"\\u0000" in body and _NUL_ESCAPE.search(body):
-            raise bad_request("text may not contain the NUL character (\\u0000)")
+# Deeper JSON (MAX_JSON_DEPTH, which the OpenAPI document states) is refused before it is
+# decoded: the decoder recurses once per level.
+_JSON_MEDIA = re.compile(r"application/(?:[\w.-]+\+)?json", re.IGNORECASE)
+# A JSON string (its escapes included), whose brackets and colons are text.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_BRACKETS = bytes.maketrans(b"[{]}", b"(())")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[{]}")
+
+
+async def check_request_body(request: Request[Any, Any, Any]) -> None:
+    """A write's body, checked before anything decodes it: a route that takes none gets none;
+    one that takes JSON gets a non-empty body labelled `application/json` (415 otherwise),
+    nested at most MAX_JSON_DEPTH levels, decodable, without a key twice in an object, and
+    with no U+0000 (PostgreSQL cannot store it, and a read model that cannot take an event
+    would stop behind it; a raw NUL byte is already invalid JSON). The decoded value is kept
+    for the handler and for the explanation of a body that does not convert (api.errors)."""
+    if request.method not in ("POST", "PUT", "PATCH", "DELETE"):
+        return
+    body = await request.body()
+    data = request.route_handler.parsed_fn_signature.parameters.get("data")
+    where = f"{request.method} {request.url.path}"
+    if data is None:
+        if body.strip():
+            raise ApiError(400, f"{where} takes no request body; send it without one")
+        return
+    if not body.strip():
+        raise ApiError(400, f"{where} needs a JSON body (Content-Type: application/json)")
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip()
+    if not _JSON_MEDIA.fullmatch(media):
+        raise ApiError(
+            415,
+            f"the body must be JSON, sent with Content-Type: application/json"
+            f" (got {media or 'no Content-Type'})",
+        )
+    if _nested_deeper(body, MAX_JSON_DEPTH):
+        raise bad_request(f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels")
+    if b"\\u0000" in body and _NUL_ESCAPE.search(body):
+        raise bad_request("text may not contain the NUL character (\\u0000)")
+    if (b"\\ud" in body or b"\\uD" in body) and _LONE_SURROGATE.search(body):
+        raise bad_request("text may not contain a lone surrogate (\\ud800 to \\udfff unpaired)")
+    try:
+        value = await request.json()
+    except SerializationException as exc:
+        raise ApiError(400, invalid_json(exc)) from None
+    except RecursionError:
+        raise bad_request(f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    repeated = _repeated_key(body, value)
+    if repeated is not None:
+        raise bad_request(f"the key `{repeated}` appears twice in one object of the body")
+    request.scope.setdefault("state", {})[BODY_STATE_KEY] = value
+
+
+def _nested_deeper(body: bytes, limit: int) -> bool:
+    """Whether the JSON text opens more than `limit` arrays or objects at once (cheap: the
+    brackets are counted first, and walked only when there are more than `limit`)."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    brackets = _JSON_STRING.sub(b"", body).translate(_BRACKETS, _NOT_BRACKETS)
+    if b"(" * (limit + 1) in brackets:
+        return True
+    # Each pass takes away the innermost level of every nest (at C speed).
+    for passes in range(limit + 1):
+        shorter = brackets.replace(b"()", b"")
+        if shorter == brackets:  # what is left is unmatched: opens never closed, nested
+            return brackets.count(b"(") + passes > limit
+        brackets = shorter
+    return True
+
+
+def _repeated_key(body: bytes, value: Any) -> str | None:
+    """A key that one object of the body holds twice (the decoder keeps the last silently):
+    the text's members, counted by their colons outside strings, outnumber the value's keys."""
+    keys = 0
+    stack = [value]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, dict):
+            keys += len(current)
+            stack.extend(current.values())
+        elif isinstance(current, list):
+            stack.extend(current)
+    if body.count(b":") == keys or _JSON_STRING.sub(b"", body).count(b":") == keys:
+        return None
+    repeated: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen and not repeated:
+                repeated.append(key)
+            seen.add(key)
+        return dict(items)
+
+    try:
+        json.loads(body, object_pairs_hook=pairs)
+    except ValueError:
+        return "?"
+    return repeated[0] if repeated else None
 
 
 def _provide(value: object) -> Provide:
@@ -40,7 +138,7 @@ def _provide(value: object) -> Provide:
 
 
 def create_app(wiring: Wiring, on_shutdown: Sequence[Callable[[], None]] = ()) -> Litestar:
-    handlers: list[Any] = list(wiring.route_handlers)
+    handlers: list[Any] = [*wiring.route_handlers, *DOCS_ROUTES]  # `/`, `/docs` (api.docs)
     if wiring.metrics is not None:
         handlers.append(metrics_route(wiring.metrics))
     app = Litestar(
@@ -49,14 +147,9 @@ def create_app(wiring: Wiring, on_shutdown: Sequence[Callable[[], None]] = ()) -
         dependencies={name: _provide(value) for name, value in wiring.dependencies.items()},
         middleware=[DefineMiddleware(TokenAuthMiddleware, authenticator=wiring.authenticator)],
         exception_handlers={Exception: handle_exception},
-        before_request=refuse_nul_characters,
+        before_request=check_request_body,
         request_max_body_size=wiring.max_body_bytes,
-        openapi_config=OpenAPIConfig(
-            title="gbserver",
-            version="0.1.0",
-            description="General Bots REST API, event-sourced.",
-            path="/schema",
-        ),
+        openapi_config=openapi_config(),
         debug=False,
         logging_config=None,  # the process's logging is set up once (infra.logs), not here
     )

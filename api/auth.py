@@ -18,7 +18,9 @@ from domain.common import Actor
 from projections.admin import find_active_token
 from projections.core import ReadStore
 
-PUBLIC_PATHS = ("/api/health", "/schema")
+# Routes answered without a token: regular expressions searched in the request's path
+# (Litestar's `exclude`), so each is anchored.
+PUBLIC_PATHS = (r"^/$", r"^/api/health/?$", r"^/schema(/|$)", r"^/docs(/|$)")
 
 
 # A token by its hash, read where it was written (commands.admin.AdminCommands.token_by_hash).

@@ -59,6 +59,9 @@ class RequestContext:
         request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500  # unless the application answers
+        method = scope["method"]
+        if method == "HEAD":  # RFC 9110 9.3.2: as GET would answer (the server drops the body)
+            scope = {**scope, "method": "GET"}
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -74,10 +77,11 @@ class RequestContext:
             await self.app(scope, receive, send_with_id)
         finally:
             self.in_flight.count -= 1
-            self._observe(scope, request_id, status, time.perf_counter() - started)
+            self._observe(scope, method, request_id, status, time.perf_counter() - started)
 
-    def _observe(self, scope: Scope, request_id: str, status: int, seconds: float) -> None:
-        method = scope.get("method", "")
+    def _observe(
+        self, scope: Scope, method: str, request_id: str, status: int, seconds: float
+    ) -> None:
         method = method if method in _METHODS else "other"
         # The template Litestar matched (ids in the path would make a series per resource).
         route = scope.get("path_template") or UNMATCHED
@@ -108,8 +112,16 @@ def metrics_route(metrics: RequestMetrics) -> HTTPRouteHandler:
     @get(
         "/metrics",
         guards=[admin_only],
-        include_in_schema=False,
+        include_in_schema=False,  # Prometheus' text, not JSON (tests/test_observability.py)
         sync_to_thread=True,  # the projections' lag is read from the stores
+        tags=["Metrics"],
+        operation_id="getMetrics",
+        summary="Scrape the Prometheus metrics",
+        description="Requests by method, route and status with their durations, events"
+        " appended by topic, writes answered 202, each projection's lag, position and state,"
+        " and background workers' restarts, in Prometheus' text format. Admins only;"
+        " `GB_METRICS_LISTEN` serves the same without auth on an address of its own.",
+        response_description="The metrics, in Prometheus' text exposition format",
     )
     def serve_metrics() -> Response[Any]:
         body, content_type = metrics.render()

@@ -24,7 +24,9 @@ _ADDRESS_PART = (
 )
 # A token's user: an email (the bootstrap admin's `admin@localhost` has no dot after the @).
 OWNER_PATTERN = f"^{_ADDRESS_PART}@{_ADDRESS_PART}$"
-OWNER_DESCRIPTION = "An owner's email, as in their token (compared without case)"
+OWNER_DESCRIPTION = (
+    "An owner's email such as ana@example.com; as in their token, compared without case"
+)
 Owner = Annotated[
     str, Meta(min_length=3, max_length=254, pattern=OWNER_PATTERN, description=OWNER_DESCRIPTION)
 ]

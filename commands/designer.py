@@ -40,9 +40,10 @@ Name = Annotated[
         max_length=104,
         pattern=NAME_PATTERN,
         description=(
-            "Letters, digits, '_' and '-' (1-100, not starting with '-'); a '.bas' suffix is"
-            " dropped. Unique within the bot, without regard to case."
+            "A dialog name of letters, digits, '_' and '-' (1 to 100, not starting with '-');"
+            " a '.bas' suffix is dropped. Unique within the bot, without regard to case."
         ),
+        examples=["greeting"],
     ),
 ]
 BotId = Annotated[
@@ -51,7 +52,9 @@ BotId = Annotated[
         min_length=1,
         max_length=100,
         pattern=BOT_PATTERN,
-        description="The bot the dialog belongs to: letters, digits, '_', '-' and '.'",
+        description="A bot id of letters, digits, '_', '-' and '.' (1 to 100, not starting"
+        " with '-' or '.'); the bot the dialog belongs to",
+        examples=["default"],
     ),
 ]
 Source = Annotated[

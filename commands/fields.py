@@ -22,6 +22,7 @@ Email = Annotated[
         max_length=254,
         pattern=f"^{_ADDRESS_PART}@{_ADDRESS_PART}\\.{_ADDRESS_PART}$",
         description="An email address",
+        examples=["ana@example.com"],
     ),
 ]
 # Every character str.isspace() (and so str.strip()) takes for white space, Unicode's
@@ -33,8 +34,8 @@ Title = Annotated[
         min_length=1,
         max_length=500,
         pattern=f"[^{_SPACES}]",
-        description="1 to 500 characters, not all white space (leading and trailing space is"
-        " dropped)",
+        description="A title of 1 to 500 characters, not all white space (leading and trailing"
+        " space is dropped)",
     ),
 ]
 WHEN_PATTERN = (
@@ -43,7 +44,8 @@ WHEN_PATTERN = (
     r"[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
     r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )
-WHEN_DESCRIPTION = "RFC 3339 date-time with a time zone, e.g. 2024-01-15T17:00:00Z"
+# Read as a noun phrase by commands.validation: "expected an RFC 3339 date-time such as ...".
+WHEN_DESCRIPTION = "An RFC 3339 date-time such as 2024-01-15T17:00:00Z"
 # A string, not a datetime: lenient decoding would take the number 0 for 1970-01-01.
 When = Annotated[str, Meta(pattern=WHEN_PATTERN, description=WHEN_DESCRIPTION)]
 
@@ -58,10 +60,17 @@ class InvalidField(ValueError):
 
 def parse_when(value: str, field: str) -> datetime:
     """An RFC 3339 date-time string (with its zone) as an aware datetime."""
+    shown = value if len(value) <= 60 else value[:60] + "…"
     try:
         when = datetime.fromisoformat(value.upper())
     except ValueError:
-        raise InvalidField(field, f"{field} is not a valid RFC 3339 date-time") from None
+        raise InvalidField(
+            field,
+            f"`{field}`: expected {WHEN_DESCRIPTION[:1].lower()}{WHEN_DESCRIPTION[1:]},"
+            f" got '{shown}'",
+        ) from None
     if when.tzinfo is None:
-        raise InvalidField(field, f"{field} must include a time zone (e.g. Z)")
+        raise InvalidField(
+            field, f"`{field}`: expected a date-time with a time zone (Z or +01:00), got '{shown}'"
+        )
     return when

@@ -14,7 +14,15 @@ from commands.ports import MAX_EVENT_BYTES, EventStore, NotFound, Saved
 from domain.common import Actor, Forbidden, IfMatch, check_version
 from domain.paper import PaperDocument
 
-DocType = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+DocType = Annotated[
+    str,
+    Meta(
+        pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+        description="A document type of lowercase letters, digits, '_' and '-' (1 to 32,"
+        " starting with a letter)",
+        examples=["note"],
+    ),
+]
 # Each revision is one event, bounded once encoded (commands.ports.MAX_EVENT_BYTES): content
 # beyond that is refused whole with 413 and nothing saved. Larger documents would need the
 # blob store (content by reference), which does not exist yet.

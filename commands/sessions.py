@@ -66,7 +66,16 @@ from domain.text import clean, clean_value
 
 log = logging.getLogger("gbserver.dialogs")
 
-BotId = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
+BotId = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="A bot id of letters, digits, '_', '-' and '.' (1 to 100)",
+        examples=["default"],
+    ),
+]
 START_DIALOG = "start"
 APOLOGY = "Sorry, something went wrong on my side. Please try again."
 NO_ANSWER = "I'm sorry, I don't know the answer to that yet."

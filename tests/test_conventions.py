@@ -42,6 +42,17 @@ def test_unknown_route_and_method_use_the_envelope(admin: httpx.Client) -> None:
     assert r.status_code == 405 and r.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
 
 
+def test_head_answers_as_get_without_a_body(server: ServerProcess, admin: httpx.Client) -> None:
+    for path in ("/api/health", "/api/tasks", "/docs", "/"):
+        got, head = admin.get(path), admin.head(path)
+        assert head.status_code == got.status_code == 200, path
+        assert head.content == b""
+        assert head.headers["content-type"] == got.headers["content-type"]
+        assert head.headers["content-length"] == str(len(got.content)), path
+    assert httpx.head(f"{server.url}/api/tasks").status_code == 401
+    assert admin.head("/api/admin/events/1").status_code in (404, 405)
+
+
 def test_errors_never_carry_a_traceback(admin: httpx.Client) -> None:
     r = admin.post(
         "/api/tasks", content=b'{"title": [1,2,3]}', headers={"content-type": "application/json"}

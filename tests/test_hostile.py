@@ -423,3 +423,97 @@ def test_random_text_through_every_command_reads_back_or_is_refused(
 
         through_every_command()
         _assert_spine_intact(server, admin)
+
+
+# --- bodies of any shape: 400, 413 or 415, never 500, nothing recorded ------------------
+
+DEEP = 100_000  # levels: 200 KB, well under the body size limit
+
+
+def _malformed(schemas: Schemas, schema: dict[str, Any] | None) -> dict[str, tuple[bytes, str]]:
+    """Hostile bodies by name: (bytes, Content-Type)."""
+    json_type = "application/json"
+    outer = body_for(schemas, schema, "reserved") if schema else {"k": "v"}
+    if not isinstance(outer, dict) or not outer:
+        outer = {"k": "v"}
+    first = next(iter(outer))
+    valid = json.dumps(outer).encode()
+
+    def inside(value: bytes) -> bytes:
+        """`value` as the first field of an otherwise well-formed body."""
+        return json.dumps({**outer, first: "HOLE"}).encode().replace(b'"HOLE"', value, 1)
+
+    return {
+        "deep arrays": (b"[" * DEEP + b"]" * DEEP, json_type),
+        "deep objects": (b'{"a":' * DEEP + b"1" + b"}" * DEEP, json_type),
+        "deep inside": (inside(b"[" * DEEP + b"]" * DEEP), json_type),
+        "deep objects inside": (inside(b'{"a":' * DEEP + b"{}" + b"}" * DEEP), json_type),
+        "unclosed deep": (b"[" * DEEP, json_type),
+        "huge exponent": (inside(b"1e999999"), json_type),
+        "huge integer": (inside(b"1" + b"0" * 5000), json_type),
+        "invalid utf-8": (inside(b'"\xff\xfe\xc3"'), json_type),
+        "duplicate keys": (b"{" + json.dumps(first).encode() + b": 1, " + valid[1:], json_type),
+        "text/plain": (valid, "text/plain"),
+        "form-encoded": (b"title=x&content=y", "application/x-www-form-urlencoded"),
+        "no content type": (valid, ""),
+        "empty": (b"", json_type),
+        "null": (b"null", json_type),
+        "top-level array": (b"[]", json_type),
+        "top-level string": (b'"x"', json_type),
+        "not json": (b"{'single': quotes}", json_type),
+    }
+
+
+def _event_head(admin: httpx.Client) -> int:
+    after = 0
+    while True:
+        r = admin.get("/api/admin/events", params={"after": after, "limit": 200})
+        assert r.status_code == 200, r.text
+        items = r.json()["data"]
+        if not items:
+            return after
+        after = items[-1]["id"]
+
+
+def test_malformed_bodies_on_every_write_route_are_refused(
+    hostile_server: ServerProcess,
+) -> None:
+    """Deep nesting, huge numbers, invalid UTF-8, repeated keys, wrong or missing content
+    types, empty and non-object bodies, on every write route of the OpenAPI document: each is
+    a 400, 413 or 415 in the error envelope, and nothing reaches the event log."""
+    with hostile_server.client() as admin:
+        issued = admin.post("/api/admin/tokens", json={"user": "mallory@example.com"})
+        assert issued.status_code == 201, issued.text
+        with hostile_server.client(issued.json()["token"]) as mallory:
+            doc = admin.get("/schema/openapi.json").json()
+            schemas = Schemas(doc)
+            ids = _resources(admin, mallory, f"evil{uuid.uuid4().hex[:8]}")
+            head = _event_head(admin)
+            failures: list[str] = []
+            routes = 0
+            for method, path, operation in sorted(write_routes(doc), key=order):
+                routes += 1
+                client = admin if path.startswith("/api/admin") else mallory
+                url = path.format(**{p: ids[p] for p in re.findall(r"{(\w+)}", path)})
+                content = operation.get("requestBody", {}).get("content", {})
+                schema = content.get("application/json", {}).get("schema")
+                for name, (body, media) in _malformed(schemas, schema).items():
+                    if not schema and not body:
+                        continue  # an empty body is how a route without one is called
+                    headers = {"Content-Type": media} if media else {}
+                    r = client.request(method, url, content=body, headers=headers)
+                    expected = {415} if schema and name in ("text/plain", "form-encoded") else {400}
+                    if schema and name == "no content type":
+                        expected = {415}
+                    try:
+                        error = r.json()["error"]
+                        shaped = set(error) == {"code", "message", "details"} and error["message"]
+                    except (ValueError, KeyError, TypeError):
+                        shaped = False
+                    if r.status_code not in expected or not shaped:
+                        failures.append(
+                            f"{method} {path} [{name}] -> {r.status_code}: {r.text[:200]}"
+                        )
+            assert routes >= 15
+            assert not failures, "\n".join(failures)
+            assert _event_head(admin) == head, "a malformed body reached the event log"
