@@ -3,52 +3,195 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import shutil
+import socket
 import sys
+import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 import msgspec
 
 from commands.ports import StoreUnavailable
-from infra.config import ConfigError, Settings
+from commands.validation import explain, summary
+from infra.config import DOCUMENTED, ConfigError, Settings
+from infra.datadir import DataDirBusy, DataDirLock, workers_lock
 from infra.logs import configure as configure_logging
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gbserver", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=28, width=_width())
 
-    serve = sub.add_parser("serve", help="serve the REST API")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+
+class _Parser(argparse.ArgumentParser):
+    """Help on stdout, exit 0; an error is one line on stderr, exit 2, and no help text."""
+
+    # An epilog that costs imports to write (the projections' names): built when shown.
+    epilog_from: Callable[[], str] | None = None
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+    def format_help(self) -> str:
+        if self.epilog_from is not None:
+            self.epilog, self.epilog_from = self.epilog_from(), None
+        return super().format_help()
+
+
+def _width() -> int:
+    return max(60, min(100, shutil.get_terminal_size().columns) - 2)
+
+
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"must be a port number (1-65535), got {text!r}")
+    return int(text)
+
+
+NBSP = "\N{NO-BREAK SPACE}"
+
+
+def _settings_epilog() -> str:
+    """Every GB_* variable with its default and meaning (infra.config.DOCUMENTED)."""
+    indent = 2 + max(len(d.name) for d in DOCUMENTED) + 2
+    lines = ["settings (environment variables, read by every command):"]
+    for d in DOCUMENTED:
+        default = f"[default: {d.default or 'empty'}]".replace(" ", NBSP)  # kept on one line
+        lines += textwrap.wrap(
+            f"{d.meaning} {default}",
+            width=_width(),
+            initial_indent=f"  {d.name:<{indent - 2}}",
+            subsequent_indent=" " * indent,
+            break_on_hyphens=False,
+        )
+    return "\n".join(lines).replace(NBSP, " ")
+
+
+def _projections_epilog() -> str:
+    from infra.bootstrap import PROJECTIONS  # the areas' projections; no store is opened
+
+    names = ", ".join(p.name for p in PROJECTIONS)
+    return (
+        f"projections: {names}\n\n"
+        "An online rebuild: each projection is replayed into a shadow store, then\n"
+        "swapped in: safe beside a running server (it serves the old tables meanwhile)."
+    )
+
+
+def _parser() -> tuple[_Parser, dict[str, _Parser]]:
+    """The command line, and each command's own parser by name."""
+    defaults = Settings()
+    parser = _Parser(
+        prog="gbserver",
+        usage="gbserver <command> [options]",
+        description="An event-sourced CQRS server for the General Bots REST API.",
+        epilog=(
+            "`gbserver <command> --help` shows a command's options;\n"
+            "`gbserver serve --help` also lists every GB_* setting."
+        ),
+        formatter_class=_Formatter,
+    )
+    sub = parser.add_subparsers(dest="command", title="commands", metavar="<command>")
+    commands: dict[str, _Parser] = {}
+
+    def command(name: str, summary: str, description: str = "", **kw: Any) -> _Parser:
+        found: _Parser = sub.add_parser(
+            name,
+            prog=f"gbserver {name}",
+            help=summary,
+            description=description or summary[:1].upper() + summary[1:] + ".",
+            formatter_class=_Formatter,
+            **kw,
+        )
+        commands[name] = found
+        return found
+
+    serve = command(
+        "serve",
+        f"serve the REST API (on http://{defaults.host}:{defaults.port} by default)",
+        "Serve the REST API and, unless --no-workers, the workers that keep the read\n"
+        "models up to date. On the embedded profile (GB_DATABASE_URL empty) the server\n"
+        "locks GB_DATA_DIR: one server at a time on a data directory.",
+        epilog=_settings_epilog(),
+    )
+    serve.add_argument(
+        "--host",
+        default=None,
+        help=f"address to listen on [GB_HOST; default: {defaults.host}]",
+    )
+    serve.add_argument(
+        "--port",
+        type=_port,
+        default=None,
+        help=f"port to listen on [GB_PORT; default: {defaults.port}]",
+    )
     serve.add_argument(
         "--no-workers",
         action="store_true",
-        help="leave the relay and projectors to `gbserver relay` / `gbserver project` processes",
+        help="leave the relay and projectors to `gbserver relay` / `gbserver project`"
+        " processes [default: run them in the server]",
     )
 
-    sub.add_parser("relay", help="publish the event log to Kafka (GB_KAFKA_BOOTSTRAP)")
-    project = sub.add_parser("project", help="run projector workers (a Kafka consumer group)")
-    project.add_argument(
-        "--group", default=None, help="consumer group name (default: GB_KAFKA_GROUP)"
+    rebuild = command(
+        "rebuild",
+        "rebuild read models from the event log (safe beside a running server)",
+        "Rebuild read models from the event log, online.",
+    )
+    rebuild.add_argument(
+        "projections",
+        nargs="*",
+        metavar="PROJECTION",
+        help="a projection to rebuild [default: all of them]",
+    )
+    rebuild.epilog_from = _projections_epilog
+
+    events = command("events", "print the event log as JSON lines")
+    events.add_argument(
+        "--after", type=int, default=0, help="last notification id seen [default: 0, all]"
+    )
+    events.add_argument(
+        "--limit", type=int, default=None, help="most events to print [default: no limit]"
+    )
+    events.add_argument(
+        "--aggregate", default=None, help="only this aggregate's events [default: every one]"
     )
 
-    rebuild = sub.add_parser("rebuild", help="rebuild read models from the event log")
-    rebuild.add_argument("projections", nargs="*", metavar="PROJECTION")
-
-    events = sub.add_parser("events", help="print the event log as JSON lines")
-    events.add_argument("--after", type=int, default=0, help="last notification id seen")
-    events.add_argument("--limit", type=int, default=None, help="most events to print")
-    events.add_argument("--aggregate", default=None, help="only this aggregate's events")
-
-    token = sub.add_parser("token", help="manage API tokens")
-    token_sub = token.add_subparsers(dest="token_command", required=True)
-    create = token_sub.add_parser("create", help="issue a token and print it")
+    token = command("token", "manage API tokens (`gbserver token create --user EMAIL`)")
+    token_sub = token.add_subparsers(dest="token_command", title="commands", metavar="<command>")
+    create = token_sub.add_parser(
+        "create",
+        prog="gbserver token create",
+        help="issue a token and print it",
+        description="Issue a token and print it (once: only its hash is stored).",
+        formatter_class=_Formatter,
+    )
     create.add_argument("--user", required=True, help="the user's email")
-    create.add_argument("--role", choices=("admin", "user"), default="user")
+    create.add_argument("--role", choices=("admin", "user"), default="user", help="[default: user]")
 
+    command(
+        "relay",
+        "publish the event log to Kafka (scaled profile; needs GB_KAFKA_BOOTSTRAP)",
+    )
+    project = command("project", "run projector workers: a Kafka consumer group (scaled profile)")
+    project.add_argument(
+        "--group", default=None, help="consumer group name [default: GB_KAFKA_GROUP]"
+    )
+    return parser, commands
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, commands = _parser()
     args = parser.parse_args(argv)
+    if args.command is None:  # `gbserver` alone: what it can do
+        parser.print_help()
+        return 0
+    if args.command == "token" and args.token_command is None:
+        commands["token"].print_help()
+        return 0
     try:
         settings = Settings.from_env()
     except ConfigError as e:
@@ -61,7 +204,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
     try:
         if args.command == "serve":
-            return _serve(settings, args.host, args.port, workers=not args.no_workers)
+            return _serve(
+                settings,
+                settings.host if args.host is None else args.host,
+                settings.port if args.port is None else args.port,
+                workers=not args.no_workers,
+            )
         if args.command == "relay":
             return _run_workers(settings, relay=True, projectors=False)
         if args.command == "project":
@@ -77,6 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(settings: Settings, host: str, port: int, *, workers: bool) -> int:
+    """In this order, so that nothing claims to have started before the server can:
+    the data directory's lock, the listening socket, the stores, the metrics listener, the
+    admin token, the workers, then serving."""
     import uvicorn
     from prometheus_client import start_http_server
 
@@ -84,49 +235,138 @@ def _serve(settings: Settings, host: str, port: int, *, workers: bool) -> int:
     from commands.admin import AdminCommands
     from infra.bootstrap import Services
 
-    services = Services.open(settings)
+    log = logging.getLogger("gbserver")
+    locks: list[DataDirLock] = []
+    if not settings.uses_postgres:  # the embedded stores live in the data directory
+        locks.append(DataDirLock(settings.data_dir))
+        if workers and not settings.uses_kafka:
+            locks.append(workers_lock(settings.data_dir, "gbserver serve"))
+        try:
+            for lock in locks:
+                lock.acquire()
+        except DataDirBusy as e:
+            _release(locks)
+            print(f"gbserver: {e}", file=sys.stderr)
+            return 1
     try:
-        if not settings.admin_token:
-            secret = AdminCommands(services.events).bootstrap_admin()
-            if secret:
-                print(f"Admin token (shown once, keep it): {secret}", flush=True)
-        if workers:
-            services.start_workers()
-        on_shutdown = [services.close]
-        listen = settings.metrics_address()
-        if listen is not None:
-            # Prometheus' own HTTP server, without auth: GB_METRICS_LISTEN is meant for a
-            # network only the scraper reaches (the API's /metrics stays admin-only).
-            try:
-                metrics_server, _ = start_http_server(
-                    listen[1], listen[0], registry=services.metrics.registry
-                )
-            except OSError as e:
-                print(
-                    f"gbserver: GB_METRICS_LISTEN {settings.metrics_listen}: {e}", file=sys.stderr
-                )
-                return 2
-            on_shutdown.insert(0, metrics_server.server_close)
-            on_shutdown.insert(0, metrics_server.shutdown)
-            logging.getLogger("gbserver").info(
-                "metrics on http://%s:%s/metrics", metrics_server.server_name, listen[1]
+        sockets = listen(host, port)
+    except CannotListen as e:
+        print(f"gbserver: {e}", file=sys.stderr)
+        return 1
+    try:
+        services = Services.open(settings)
+        try:
+            on_shutdown = [services.close]
+            on_shutdown.append(lambda: _release(locks))  # after the stores have closed
+            metrics = settings.metrics_address()
+            if metrics is not None:
+                # Prometheus' own HTTP server, without auth: GB_METRICS_LISTEN is meant for a
+                # network only the scraper reaches (the API's /metrics stays admin-only).
+                try:
+                    metrics_server, _ = start_http_server(
+                        metrics[1], metrics[0], registry=services.metrics.registry
+                    )
+                except OSError as e:
+                    print(
+                        f"gbserver: GB_METRICS_LISTEN {settings.metrics_listen}: {e}",
+                        file=sys.stderr,
+                    )
+                    return 2
+                on_shutdown.insert(0, metrics_server.server_close)
+                on_shutdown.insert(0, metrics_server.shutdown)
+                log.info("metrics on http://%s:%s/metrics", metrics_server.server_name, metrics[1])
+            if not settings.admin_token:
+                secret = AdminCommands(services.events).bootstrap_admin()
+                if secret:
+                    print(f"Admin token (shown once, keep it): {secret}", flush=True)
+            if workers:
+                services.start_workers()
+            # Closed by the app's shutdown hook: uvicorn re-raises SIGTERM once it has stopped,
+            # which ends the process before a `finally` here could run.
+            config = uvicorn.Config(
+                asgi(services.wiring(), on_shutdown=on_shutdown),
+                host=host,
+                port=port,
+                log_level=settings.log_level,
+                log_config=None,  # uvicorn's error log goes through our handler (infra.logs)
+                access_log=False,  # api.observability logs one line per request instead
+                timeout_graceful_shutdown=5,
+                server_header=False,
             )
-        # Closed by the app's shutdown hook: uvicorn re-raises SIGTERM once it has stopped,
-        # which ends the process before a `finally` here could run.
-        config = uvicorn.Config(
-            asgi(services.wiring(), on_shutdown=on_shutdown),
-            host=host,
-            port=port,
-            log_level=settings.log_level,
-            log_config=None,  # uvicorn's error log goes through our handler (infra.logs)
-            access_log=False,  # api.observability logs one line per request instead
-            timeout_graceful_shutdown=5,
-            server_header=False,
-        )
-        uvicorn.Server(config).run()
+            url = f"http://{_address(host, sockets[0].getsockname()[1])}"
+
+            class Server(uvicorn.Server):
+                async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+                    await super().startup(sockets)
+                    if self.started:  # uvicorn says where only when it binds itself
+                        log.info("serving on %s (Ctrl+C to stop)", url)
+
+            Server(config).run(sockets=sockets)
+        finally:
+            services.close()
     finally:
-        services.close()
+        for sock in sockets:
+            sock.close()
+        _release(locks)
     return 0
+
+
+def _release(locks: Sequence[DataDirLock]) -> None:
+    for lock in reversed(locks):
+        lock.release()
+
+
+class CannotListen(Exception):
+    """The address to serve on cannot be had (in use, not this host's, not allowed)."""
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host or '0.0.0.0'}:{port}"
+
+
+# uvicorn's default backlog (uvicorn.Config.backlog)
+BACKLOG = 2048
+
+
+def listen(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets on host:port (each address the host name resolves to), for uvicorn
+    to serve on: taken before the stores open, so that a busy port is a one-line error
+    before anything claims to have started."""
+    where = _address(host, port)
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as e:
+        raise CannotListen(
+            f"cannot listen on {where}: {_reason(e)} (set --host or GB_HOST)"
+        ) from None
+    sockets: list[socket.socket] = []
+    seen: set[tuple[int, object]] = set()
+    try:
+        for family, kind, proto, _, address in infos:
+            if (family, address) in seen:
+                continue
+            seen.add((family, address))
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # as asyncio does: [::] leaves 0.0.0.0 to its own
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            # At once: two servers may both bind a SO_REUSEADDR socket; only one can listen.
+            sock.listen(BACKLOG)
+    except OSError as e:
+        for sock in sockets:
+            sock.close()
+        fix = "--host or GB_HOST" if e.errno == errno.EADDRNOTAVAIL else "--port or GB_PORT"
+        raise CannotListen(f"cannot listen on {where}: {_reason(e)} (set {fix})") from None
+    return sockets
+
+
+def _reason(e: OSError) -> str:
+    text = e.strerror or str(e)
+    return text[:1].lower() + text[1:]
 
 
 def _run_workers(
@@ -140,6 +380,14 @@ def _run_workers(
     if relay and not settings.uses_kafka:
         print("gbserver: relay needs GB_KAFKA_BOOTSTRAP (host:port)", file=sys.stderr)
         return 2
+    lock = None
+    if projectors and not settings.uses_postgres and not settings.uses_kafka:
+        lock = workers_lock(settings.data_dir, "gbserver project")
+        try:
+            lock.acquire()
+        except DataDirBusy as e:
+            print(f"gbserver: {e}", file=sys.stderr)
+            return 1
     services = Services.open(settings)
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -152,26 +400,28 @@ def _run_workers(
         stopping.wait()
     finally:
         services.close()
+        if lock is not None:
+            lock.release()
     return 0
 
 
 def _rebuild(settings: Settings, names: Sequence[str]) -> int:
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-    from infra.bootstrap import Services
+    from infra.bootstrap import PROJECTIONS, Services
     from projections.operations import RebuildRunning
 
+    known = [p.name for p in PROJECTIONS]
+    unknown = sorted(set(names) - set(known))
+    if unknown:  # before opening anything
+        print(
+            f"gbserver: unknown projection {', '.join(unknown)} (known: {', '.join(known)})",
+            file=sys.stderr,
+        )
+        return 2
     services = Services.open(settings)
     ops = services.operations()
     try:
-        unknown = sorted(set(names) - set(services.projections))
-        if unknown:
-            known = ", ".join(sorted(services.projections))
-            print(
-                f"gbserver: unknown projection {', '.join(unknown)} (known: {known})",
-                file=sys.stderr,
-            )
-            return 2
         chosen = [services.projections[n] for n in names] or list(services.projections.values())
         with Progress(
             TextColumn("{task.description:<10}"),
@@ -234,11 +484,12 @@ def _token_create(settings: Settings, user: str, role: str) -> int:
     from domain.common import Actor
     from infra.bootstrap import Services
 
-    try:
-        cmd = msgspec.convert({"user": user, "role": role}, IssueToken)
-    except msgspec.ValidationError as e:
-        print(f"gbserver: {e}", file=sys.stderr)
+    fields = {"user": user, "role": role}
+    problems = explain(IssueToken, fields)  # the API's sentences, for the same command
+    if problems:
+        print(f"gbserver token create: {summary(problems)}", file=sys.stderr)
         return 2
+    cmd = msgspec.convert(fields, IssueToken)
     services = Services.open(settings)
     try:
         _, secret, _ = AdminCommands(services.events).issue(Actor("cli", is_admin=True), cmd)

@@ -16,6 +16,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
+    host: str = "127.0.0.1"  # where `gbserver serve` listens (--host overrides)
+    port: int = 8080  # (--port overrides)
     data_dir: Path = Path("./data")
     database_url: str = ""
     admin_token: str = ""
@@ -59,7 +61,7 @@ class Settings:
             host = host[1:-1]
         if (
             not sep
-            or not port.isdigit()
+            or not (port.isascii() and port.isdigit())
             or not 0 < int(port) < 65536
             or (":" in host and not bracketed)
             or any(c in host for c in "[]/ ")
@@ -80,6 +82,8 @@ class Settings:
                 f"GB_DATABASE_URL must be a postgresql:// URL (or empty for SQLite), got {url!r}"
             )
         settings = cls(
+            host=env.get("GB_HOST", "").strip() or "127.0.0.1",
+            port=_int(env, "GB_PORT", 8080, minimum=1, maximum=65535),
             data_dir=Path(env.get("GB_DATA_DIR", "./data")),
             database_url="" if url.startswith("sqlite://") else url,
             admin_token=env.get("GB_ADMIN_TOKEN", ""),
@@ -178,7 +182,9 @@ def _check_turn_limits(s: Settings) -> None:
         )
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def _int(
+    env: Mapping[str, str], name: str, default: int, minimum: int = 0, maximum: int | None = None
+) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -188,6 +194,8 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}, got {value}")
     return value
 
 
@@ -220,3 +228,58 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default
     if raw.lower() not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
     return raw.lower()
+
+
+@dataclass(frozen=True)
+class Documented:
+    """One GB_* variable as `gbserver serve --help` (and the README's table) shows it."""
+
+    name: str
+    default: str  # as shown; "" for empty
+    meaning: str
+
+
+# Every variable Settings.from_env reads, in the order a newcomer meets them
+# (tests/test_cli.py checks that none is missing and that the defaults match).
+DOCUMENTED: tuple[Documented, ...] = (
+    Documented("GB_HOST", "127.0.0.1", "address `serve` listens on (--host)"),
+    Documented("GB_PORT", "8080", "port `serve` listens on (--port)"),
+    Documented(
+        "GB_DATA_DIR",
+        "./data",
+        "the embedded stores (SQLite); one running server at a time (data/gbserver.lock)",
+    ),
+    Documented(
+        "GB_DATABASE_URL",
+        "",
+        "postgresql://user:pass@host:5432/db for the scaled profile; empty: SQLite",
+    ),
+    Documented(
+        "GB_ADMIN_TOKEN", "", "a fixed admin token; empty: the first start prints one, once"
+    ),
+    Documented("GB_MAX_BODY_BYTES", "1048576", "largest request body (larger: 413)"),
+    Documented(
+        "GB_CONSISTENCY_TIMEOUT", "5", "seconds a write waits for its read models before a 202"
+    ),
+    Documented("GB_AUTH_CACHE_TTL", "60", "seconds a validated token stays cached"),
+    Documented("GB_LOG_LEVEL", "info", "debug, info, warning, error or critical"),
+    Documented("GB_LOG_FORMAT", "text on a terminal, else json", "json: one object per line; text"),
+    Documented(
+        "GB_METRICS_LISTEN", "", "host:port of a Prometheus listener without auth; empty: none"
+    ),
+    Documented("GB_LLM_URL", "", "an OpenAI-compatible API base for the LLM; empty: no LLM"),
+    Documented("GB_LLM_MODEL", "gpt-4o-mini", "the model name sent to it"),
+    Documented("GB_LLM_KEY", "", "its bearer key"),
+    Documented("GB_LLM_TIMEOUT", "30", "seconds one completion may take"),
+    Documented("GB_TURN_MAX_STATE_BYTES", "262144", "largest dialog state kept between turns"),
+    Documented("GB_TURN_MAX_VALUE_BYTES", "65536", "largest value a dialog stores"),
+    Documented("GB_TURN_MAX_EVENT_BYTES", "393216", "all one turn writes (at most 458752)"),
+    Documented("GB_TURN_MAX_CALLS", "10", "outside calls (LLM, ...) one dialog turn may make"),
+    Documented("GB_TURN_SECONDS", "10", "wall time of one dialog turn"),
+    Documented(
+        "GB_KAFKA_BOOTSTRAP", "", "host:port of a Kafka broker feeding the read models; empty: none"
+    ),
+    Documented("GB_KAFKA_TOPIC", "gbserver.events", "the topic the relay publishes the log to"),
+    Documented("GB_KAFKA_PARTITIONS", "6", "partitions of that topic"),
+    Documented("GB_KAFKA_GROUP", "<topic>.projectors", "the projectors' consumer group"),
+)

@@ -9,7 +9,12 @@ PY="${PYTHON:-python3}"
 STAMP="$VENV/.gbserver-installed$EXTRAS"
 WANT="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -e "$ROOT$EXTRAS"
+  # Quiet but for real errors. The editable install's build backend (setuptools) warns
+  # "Editable installation. !! Please be careful with folders..." on every install, and pip
+  # shows a local project's backend warnings: that one warning (by its message) is ignored.
+  PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
+  "${PIP[@]}" --upgrade pip
+  PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:Editable installation" \
+    "${PIP[@]}" -e "$ROOT$EXTRAS"
   echo "$WANT" > "$STAMP"
 fi
