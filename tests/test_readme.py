@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from infra.config import DOCUMENTED
 from tests import profiles
 from tests.server import ROOT, free_port
 
@@ -214,3 +215,18 @@ def test_outputs_compare_exactly_but_for_ellipses(
     expected: list[str], actual: str, ok: bool
 ) -> None:
     assert matches(expected, actual) is ok
+
+
+def test_the_settings_table_lists_every_setting_with_its_default() -> None:
+    rows = {
+        m.group(1): m.group(2)
+        for m in re.finditer(r"^\| `(GB_\w+)` \| (.*?) \|", README.read_text(), re.M)
+    }
+    for setting in DOCUMENTED:
+        assert setting.name in rows, f"{setting.name} is missing from the README's settings"
+        shown = rows[setting.name]
+        if not setting.default:
+            assert "empty" in shown, (setting.name, shown)
+        elif " " not in setting.default:
+            assert f"`{setting.default}`" in shown, (setting.name, shown)
+    assert set(rows) == {s.name for s in DOCUMENTED}, "the README documents settings that are not"
