@@ -176,7 +176,10 @@ def _parser() -> tuple[_Parser, dict[str, _Parser]]:
         "relay",
         "publish the event log to Kafka (scaled profile; needs GB_KAFKA_BOOTSTRAP)",
     )
-    project = command("project", "run projector workers: a Kafka consumer group (scaled profile)")
+    project = command(
+        "project",
+        "keep the read models apart from `serve --no-workers` (with Kafka: a consumer group)",
+    )
     project.add_argument(
         "--group", default=None, help="consumer group name [default: GB_KAFKA_GROUP]"
     )
