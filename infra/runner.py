@@ -51,13 +51,25 @@ class LogSignal:
             self._wakes += 1
             self._cond.notify_all()
 
-    def wait_beyond(self, seen: int, topics: Sequence[str], timeout: float) -> None:
-        """Waits for a save of one of these topics (any topic when empty) past `seen`."""
+    def wait_beyond(
+        self,
+        seen: int,
+        topics: Sequence[str],
+        timeout: float,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """Waits for a save of one of these topics (any topic when empty) past `seen`, or
+        for `stopping` (checked under the lock `wake_all` takes: a stop set before the wait
+        began is not missed)."""
         topics = topics or (ANY_TOPIC,)
         with self._cond:
             wakes = self._wakes
             self._cond.wait_for(
-                lambda: self._wakes != wakes or any(self._latest.get(t, 0) > seen for t in topics),
+                lambda: (
+                    self._wakes != wakes
+                    or stopping()
+                    or any(self._latest.get(t, 0) > seen for t in topics)
+                ),
                 timeout=timeout,
             )
 
@@ -165,7 +177,7 @@ class ProjectionWorker(Worker):
             self._recovered()  # the store answers and nothing is left to apply
             # Everything up to scanned_to is applied: the log holds nothing else for us.
             self.positions.advanced(self.projection.name, scanned_to)
-            self.signal.wait_beyond(scanned_to, topics, POLL_SECONDS)
+            self.signal.wait_beyond(scanned_to, topics, POLL_SECONDS, self._stop.is_set)
 
 
 class Layout(Protocol):
