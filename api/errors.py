@@ -27,6 +27,7 @@ from commands.fields import InvalidField
 from commands.idempotency import AlreadyClaimed
 from commands.ports import (
     MAX_EVENT_BYTES,
+    BlobTooLarge,
     ConcurrencyConflict,
     EventTooLarge,
     NotFound,
@@ -47,6 +48,7 @@ CODES = {
     409: "CONFLICT",
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
+    416: "RANGE_NOT_SATISFIABLE",
     429: "RATE_LIMITED",
     500: "INTERNAL_ERROR",
     503: "SERVICE_UNAVAILABLE",
@@ -365,6 +367,8 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         return envelope(400, str(exc))
     if isinstance(exc, EventTooLarge):
         return envelope(413, str(exc), [{"size": exc.size, "limit": MAX_EVENT_BYTES}])
+    if isinstance(exc, BlobTooLarge):  # the areas say which limit; this is the fallback
+        return envelope(413, str(exc), [{"limit": exc.limit}])
     if isinstance(exc, UnstorableText):
         return envelope(400, str(exc), [{"field": exc.path, "message": str(exc)}])
     if isinstance(exc, RecursionError):  # never expected past api.app's depth limit

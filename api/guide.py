@@ -247,7 +247,14 @@ class _Renderer:
         return [*lines, ""]
 
     def body(self, operation: dict[str, Any]) -> list[str]:
-        media = operation.get("requestBody", {}).get("content", {}).get("application/json")
+        content = operation.get("requestBody", {}).get("content", {})
+        if "multipart/form-data" in content:
+            return [
+                "**Request body** (`multipart/form-data`): one part per file, each with its"
+                " `filename` (curl: `-F file=@report.pdf`), streamed to storage as it arrives.",
+                "",
+            ]
+        media = content.get("application/json")
         if not media:
             return []
         schema = media.get("schema", {})
@@ -282,6 +289,8 @@ class _Renderer:
             text = json.dumps(body, ensure_ascii=False).replace("'", "'\"'\"'")
             parts.append("-H 'Content-Type: application/json'")
             parts.append(f"-d '{text}'")
+        if "multipart/form-data" in operation.get("requestBody", {}).get("content", {}):
+            parts.append("-F file=@report.pdf")
         lines: list[str] = []
         line = ""
         for part in parts:

@@ -46,6 +46,15 @@ _HEADERS_400 = (
     'A malformed `If-Match` (it must be `*` or quoted entity tags such as `"3"`) or'
     " `Idempotency-Key` (1 to 255 visible ASCII characters) header."
 )
+_UPLOAD_400 = (
+    "The upload is refused: the multipart body is malformed, holds a field that is not a file,"
+    " no file or more than 100 files, several files for one file path, or a name or path that"
+    " is not allowed (the `message` says which)."
+)
+_UPLOAD_413 = (
+    "Too large: a file (or the whole upload) is over `GB_MAX_UPLOAD_MB` (1 GiB by default)"
+)
+_UPLOAD_415 = "The body is not `multipart/form-data` (each file a part with a filename)"
 _QUERY_400 = "A query parameter is malformed or out of range (`details` names it)."
 _DESCRIPTIONS = {
     "401": "Missing, malformed, unknown or revoked bearer token (`Authorization: Bearer <token>`)",
@@ -106,10 +115,18 @@ def _takes_body(operation: dict[str, Any]) -> bool:
     return bool(operation.get("requestBody", {}).get("content", {}).get("application/json"))
 
 
+def _takes_upload(operation: dict[str, Any]) -> bool:
+    return bool(operation.get("requestBody", {}).get("content", {}).get("multipart/form-data"))
+
+
 def _reasons_400(path: str, method: str, operation: dict[str, Any]) -> str:
     if method == "get":
         return _QUERY_400
-    reasons = [_BODY_400 if _takes_body(operation) else _NO_BODY_400, _HEADERS_400]
+    if _takes_upload(operation):
+        body = _UPLOAD_400
+    else:
+        body = _BODY_400 if _takes_body(operation) else _NO_BODY_400
+    reasons = [body, _HEADERS_400]
     own = _OWN_400.get((method, path))
     return " ".join([own, *reasons] if own else reasons)
 
@@ -126,7 +143,10 @@ def _errors_for(path: str, method: str, operation: dict[str, Any], public: bool)
         codes["409"] = _DESCRIPTIONS["409"]
     if method in ("post", "put"):
         codes["413"] = _BODY_413 if _takes_body(operation) else _EVENT_413
-    if _takes_body(operation):
+    if _takes_upload(operation):
+        codes["413"] = _UPLOAD_413
+        codes["415"] = _UPLOAD_415
+    elif _takes_body(operation):
         codes["415"] = _415
     return codes
 

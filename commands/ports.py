@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
@@ -70,3 +70,70 @@ class EventStore(Protocol):
     def get(self, aggregate_id: UUID, version: int | None = None) -> Any: ...
 
     def history(self, aggregate_id: UUID) -> Sequence[Any]: ...
+
+
+# --- content: the blob store ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Blob:
+    """Stored content, addressed by its SHA-256 (hex): identical content is stored once."""
+
+    sha256: str
+    size: int
+
+
+class BlobTooLarge(Exception):
+    """The content grew past the writer's limit (answered 413); nothing was kept."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the content is larger than {limit:,} bytes")
+        self.limit = limit
+
+
+class BlobMissing(Exception):
+    """No blob with that digest (never stored, or collected)."""
+
+
+class BlobWriter(Protocol):
+    """One upload in progress: chunks in, then `commit` (stored under its digest) or `abort`
+    (nothing kept). Writers hold at most a part in memory, whatever the content's size."""
+
+    def write(self, chunk: bytes) -> None:
+        """Raises BlobTooLarge (and aborts) past the writer's limit."""
+        ...
+
+    def commit(self) -> Blob: ...
+
+    def abort(self) -> None: ...
+
+
+class BlobStore(Protocol):
+    """Content-addressed storage for drive files and mail attachments. Blobs are never part
+    of the event log: events name them by digest, and `gbserver drive gc` removes the ones
+    no read model names."""
+
+    def writer(self, limit: int | None = None) -> BlobWriter: ...
+
+    def put(self, data: bytes) -> Blob:
+        """Small content in one call (dialog WRITE, mail parts)."""
+        ...
+
+    def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The content's bytes from `start` to `end` inclusive (None: to the end), in chunks;
+        raises BlobMissing."""
+        ...
+
+    def exists(self, sha256: str) -> bool: ...
+
+    def delete(self, sha256: str) -> None:
+        """Removes the blob (a missing one is no error)."""
+        ...
+
+    def stored(self) -> Iterator[tuple[str, float]]:
+        """Every blob as (sha256, seconds since the epoch it was stored); for the collector."""
+        ...
+
+    def clean_partial(self, older_than: float) -> int:
+        """Removes uploads abandoned (by a crash) more than `older_than` seconds ago."""
+        ...

@@ -8,7 +8,7 @@ tracks, the route handlers the app serves, and the dependencies handlers get by 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,6 +18,9 @@ from api.admin import AdminController, health
 from api.auth import Authenticator
 from api.bots import BotsController
 from api.designer import DesignerController
+from api.drive import DriveController
+from api.email import EmailController
+from api.email_accounts import EmailAccountsController
 from api.http import Writes
 from api.paper import PaperController
 from api.sessions import SessionsController
@@ -25,19 +28,27 @@ from api.tasks import TasksController
 from commands.admin import AdminCommands
 from commands.bots import BotCommands
 from commands.designer import DesignerCommands
+from commands.drive import DialogDriveKeywords, DriveCommands
+from commands.mail import DialogMail, MailCommands
+from commands.mail_accounts import MailAccountCommands
 from commands.paper import PaperCommands
+from commands.ports import BlobStore
 from commands.sessions import Deployed, SessionCommands
 from commands.tasks import DialogTasks, TaskCommands
 from commands.turn import KeywordProvider, TurnLimits
-from domain.basic.platform import TASKS
+from domain.basic.platform import DRIVE, EMAIL, TASKS
 from infra.config import Settings
 from infra.eventstore import EventStoreAdapter
+from infra.imap import imap_workers
 from infra.llm import ChatCompletions
+from infra.mailer import mail_listeners, mail_workers
 from infra.metrics import Metrics
 from infra.monitoring import EventLog, Monitoring
 from infra.operations import ProjectionOps
 from infra.readstore import PostgresReadStore, SQLiteReadStore
 from infra.runner import Consistency
+from infra.secrets import FernetSecrets
+from infra.worker import Worker
 from projections.admin import TokensProjection
 from projections.bots import BotsProjection
 from projections.core import Projection, ReadStore
@@ -49,6 +60,9 @@ from projections.designer import (
     dialog_source,
     live_dialog,
 )
+from projections.drive import DriveProjection, DriveReadModel
+from projections.mail import DriveAttachments, MailDirectory, MailProjection
+from projections.mail_accounts import MailAccountsProjection
 from projections.paper import PaperProjection
 from projections.sessions import SessionsProjection
 from projections.tasks import TasksProjection
@@ -71,10 +85,18 @@ class AreaContext:
     monitoring: Monitoring
     operations: ProjectionOps
     metrics: Metrics
+    blobs: BlobStore
+
+
+Keywords = Mapping[str, KeywordProvider]
 
 
 def _nothing(_: AreaContext) -> Mapping[str, object]:
     return {}
+
+
+def _no_workers(_: AreaContext) -> Sequence[Worker]:
+    return ()
 
 
 @dataclass(frozen=True)
@@ -85,8 +107,16 @@ class Area:
     store: Store = "sql"  # where the projections live
     # The named dependencies the area's controllers use (a name is provided by one area).
     provides: Callable[[AreaContext], Mapping[str, object]] = _nothing
-    # The dialog keywords the area provides: area name (domain.basic.platform.AREAS) -> provider.
-    keywords: Mapping[str, KeywordProvider] = field(default_factory=dict)
+    # The dialog keywords the area provides: area name (domain.basic.platform.AREAS) ->
+    # provider, or a factory of that mapping for providers built from the AreaContext.
+    keywords: Keywords | Callable[[AreaContext], Keywords] = field(default_factory=dict)
+    # Background workers of the area (mail delivery, IMAP sync), run beside the projections
+    # (`serve` without --no-workers, `project`). One that must run in one process at a time
+    # takes a lock of infra.locks.
+    workers: Callable[[AreaContext], Sequence[Worker]] = _no_workers
+    # Servers of protocols other than HTTP (the SMTP listener), run by `serve` (with or
+    # without --no-workers) and by nothing else: they are how the outside reaches the area.
+    listeners: Callable[[AreaContext], Sequence[Worker]] = _no_workers
 
 
 class DesignerCatalog:
@@ -141,20 +171,42 @@ def _sessions(ctx: AreaContext) -> Mapping[str, object]:
                 max_calls=s.turn_max_calls,
                 seconds=s.turn_seconds,
             ),
-            keywords=dialog_keywords(AREAS),
+            keywords=dialog_keywords(AREAS, ctx),
         )
     }
 
 
-def dialog_keywords(areas: Iterable[Area]) -> dict[str, KeywordProvider]:
-    """The interpreter's platform, by area: every area's keyword providers."""
+def dialog_keywords(
+    areas: Iterable[Area], ctx: AreaContext | None = None
+) -> dict[str, KeywordProvider]:
+    """The interpreter's platform, by area: every area's keyword providers (those an area
+    builds from the context, such as the drive's, only when one is given)."""
     found: dict[str, KeywordProvider] = {}
     for area in areas:
-        for name, provider in area.keywords.items():
+        if callable(area.keywords):
+            if ctx is None:
+                continue
+            provided = area.keywords(ctx)
+        else:
+            provided = area.keywords
+        for name, provider in provided.items():
             if name in found:
                 raise ValueError(f"two areas provide the {name} keywords")
             found[name] = provider
     return found
+
+
+def mail_commands(ctx: AreaContext) -> MailCommands:
+    """The mail area's commands (the API's, SEND MAIL's and the mail workers')."""
+    s = ctx.settings
+    return MailCommands(
+        ctx.events,
+        ctx.blobs,
+        MailDirectory(ctx.read),
+        relay=bool(s.smtp_host),
+        max_mail_bytes=s.max_mail_mb * 1024 * 1024,
+        drive=DriveAttachments(ctx.read),
+    )
 
 
 def _admin(ctx: AreaContext) -> Mapping[str, object]:
@@ -198,6 +250,39 @@ AREAS: tuple[Area, ...] = (
         projections=(SessionsProjection,),
         provides=_sessions,
     ),
+    Area(
+        "drive",
+        controllers=(DriveController,),
+        projections=(DriveProjection,),
+        provides=lambda ctx: {
+            "drive": DriveCommands(
+                ctx.events,
+                ctx.blobs,
+                DriveReadModel(ctx.read),
+                ctx.settings.max_upload_mb * 1024 * 1024,
+            )
+        },
+        keywords=lambda ctx: {DRIVE: DialogDriveKeywords(ctx.blobs, DriveReadModel(ctx.read))},
+    ),
+    Area(
+        "mail",
+        controllers=(EmailController,),
+        projections=(MailProjection,),
+        provides=lambda ctx: {"mail": mail_commands(ctx)},
+        keywords=lambda ctx: {EMAIL: DialogMail.provider(mail_commands(ctx))},  # SEND MAIL
+        workers=lambda ctx: mail_workers(ctx, mail_commands(ctx)),  # delivery
+        listeners=lambda ctx: mail_listeners(ctx, mail_commands(ctx)),  # GB_SMTP_LISTEN
+    ),
+    # IMAP accounts: their passwords kept encrypted, their new messages synced into inboxes.
+    Area(
+        "mail_accounts",
+        controllers=(EmailAccountsController,),
+        projections=(MailAccountsProjection,),
+        provides=lambda ctx: {
+            "mail_accounts": MailAccountCommands(ctx.events, FernetSecrets(ctx.settings))
+        },
+        workers=lambda ctx: imap_workers(ctx, mail_commands(ctx)),  # the IMAP sync
+    ),
     # Tokens, projections (state, rebuilds, dead letters), the event log and stats.
     Area(
         "admin",
@@ -217,6 +302,14 @@ def open_projections(
 ) -> dict[str, Projection]:
     """Each area's projections, each on its area's store, by name."""
     return {p.name: p(stores[area.store]) for area in areas for p in area.projections}
+
+
+def area_workers(areas: Iterable[Area], ctx: AreaContext) -> list[Worker]:
+    return [worker for area in areas for worker in area.workers(ctx)]
+
+
+def area_listeners(areas: Iterable[Area], ctx: AreaContext) -> list[Worker]:
+    return [listener for area in areas for listener in area.listeners(ctx)]
 
 
 def route_handlers(areas: Iterable[Area]) -> list[ControllerRouterHandler]:

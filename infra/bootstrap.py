@@ -11,8 +11,18 @@ from typing import Any
 from api.auth import Authenticator
 from api.deps import InFlight, Wiring
 from commands.admin import AdminCommands
-from infra.areas import AREAS, AreaContext, dependencies, open_projections, route_handlers
+from commands.ports import BlobStore
+from infra.areas import (
+    AREAS,
+    AreaContext,
+    area_listeners,
+    area_workers,
+    dependencies,
+    open_projections,
+    route_handlers,
+)
 from infra.areas import projections as area_projections
+from infra.blobs import open_blob_store
 from infra.cache import TtlCache
 from infra.config import Settings
 from infra.eventstore import EventStoreAdapter, GBApplication
@@ -50,6 +60,7 @@ class Services:
     events: EventStoreAdapter
     read: SQLiteReadStore | PostgresReadStore
     projections: dict[str, Projection]
+    blobs: BlobStore
     signal: LogSignal = field(default_factory=LogSignal)
     positions: Positions = field(default_factory=Positions)
     workers: list[Worker] = field(default_factory=list)
@@ -68,7 +79,8 @@ class Services:
         app = GBApplication(settings)
         read = open_read_store(settings)
         projections = open_projections(AREAS, {"sql": read})
-        services = cls(settings, app, EventStoreAdapter(app), read, projections)
+        blobs = open_blob_store(settings)
+        services = cls(settings, app, EventStoreAdapter(app), read, projections, blobs)
         services.cache = TtlCache(settings.auth_cache_ttl)
         app.on_saved(services.signal.saved)
         services.metrics = Metrics(
@@ -123,7 +135,10 @@ class Services:
     def start_workers(
         self, *, relay: bool = True, projectors: bool = True, group: str | None = None
     ) -> None:
-        for worker in self.feed_workers(relay=relay, projectors=projectors, group=group):
+        workers = self.feed_workers(relay=relay, projectors=projectors, group=group)
+        if projectors:
+            workers += area_workers(AREAS, self.context())
+        for worker in workers:
             worker.start()
             self.workers.append(worker)
         # Serving before a projector has joined its group would make the first writes wait
@@ -132,6 +147,13 @@ class Services:
         for worker in self.workers:
             if not worker.ready.wait(max(0.0, deadline - time.monotonic())):
                 log.warning("%s not ready after %ss; serving anyway", worker.name, JOIN_SECONDS)
+
+    def start_listeners(self) -> None:
+        """The areas' servers of other protocols (`serve` only); raises when one cannot
+        listen (infra.smtp_inbound.ListenerUnavailable); `close` stops those started."""
+        for listener in area_listeners(AREAS, self.context()):
+            listener.start()
+            self.workers.append(listener)
 
     def close(self) -> None:
         """Stops the workers and closes the stores; a second call does nothing."""
@@ -174,6 +196,7 @@ class Services:
             monitoring=self.monitoring(),
             operations=self.operations(),
             metrics=self.metrics,
+            blobs=self.blobs,
         )
 
     def wiring(self) -> Wiring:
@@ -231,6 +254,7 @@ class Services:
                 events_file=Path(self.app.env.get("SQLITE_DBNAME") or ""),
                 in_flight=self.in_flight,
                 started=self.started,
+                blobs_check=getattr(self.blobs, "check", None),  # S3; None: the data-dir probe
             )
         return self._monitoring
 

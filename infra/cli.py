@@ -1,4 +1,4 @@
-"""The `gbserver` command: serve, rebuild, events, token."""
+"""The `gbserver` command: serve, rebuild, events, token, drive gc."""
 
 from __future__ import annotations
 
@@ -172,6 +172,26 @@ def _parser() -> tuple[_Parser, dict[str, _Parser]]:
     create.add_argument("--user", required=True, help="the user's email")
     create.add_argument("--role", choices=("admin", "user"), default="user", help="[default: user]")
 
+    drive = command("drive", "manage drive content (`gbserver drive gc`)")
+    drive_sub = drive.add_subparsers(dest="drive_command", title="commands", metavar="<command>")
+    gc = drive_sub.add_parser(
+        "gc",
+        prog="gbserver drive gc",
+        help="remove stored content no file or mail names any more",
+        description="Remove blobs (drive files, mail parts) that no read model names and that\n"
+        "were stored more than --grace seconds ago, and uploads abandoned that long ago.\n"
+        "Safe beside a running server: it waits for the read models to be current,\n"
+        "and the grace period keeps uploads in flight.",
+        formatter_class=_Formatter,
+    )
+    gc.add_argument(
+        "--grace",
+        type=_seconds,
+        default=GC_GRACE,
+        metavar="SECONDS",
+        help=f"age a blob must have to be removed [default: {GC_GRACE:g}]",
+    )
+
     command(
         "relay",
         "publish the event log to Kafka (scaled profile; needs GB_KAFKA_BOOTSTRAP)",
@@ -186,6 +206,20 @@ def _parser() -> tuple[_Parser, dict[str, _Parser]]:
     return parser, commands
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 10**9:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds (0 or more), got {text!r}")
+    return value
+
+
+GC_GRACE = 3600.0  # seconds: uploads in flight are never older than this
+GC_WAIT = 30.0  # seconds `drive gc` waits for the read models to be current
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser, commands = _parser()
     args = parser.parse_args(argv)
@@ -194,6 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "token" and args.token_command is None:
         commands["token"].print_help()
+        return 0
+    if args.command == "drive" and args.drive_command is None:
+        commands["drive"].print_help()
         return 0
     try:
         settings = Settings.from_env()
@@ -221,6 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _rebuild(settings, args.projections)
         if args.command == "events":
             return _events(settings, args.after, args.limit, args.aggregate)
+        if args.command == "drive":
+            return _drive_gc(settings, args.grace)
         return _token_create(settings, args.user, args.role)
     except StoreUnavailable as e:
         print(f"gbserver: storage is unavailable: {e}", file=sys.stderr)
@@ -237,6 +276,7 @@ def _serve(settings: Settings, host: str, port: int, *, workers: bool) -> int:
     from api.app import asgi
     from commands.admin import AdminCommands
     from infra.bootstrap import Services
+    from infra.smtp_inbound import ListenerUnavailable
 
     log = logging.getLogger("gbserver")
     locks: list[DataDirLock] = []
@@ -282,6 +322,11 @@ def _serve(settings: Settings, host: str, port: int, *, workers: bool) -> int:
                 secret = AdminCommands(services.events).bootstrap_admin()
                 if secret:
                     print(f"Admin token (shown once, keep it): {secret}", flush=True)
+            try:
+                services.start_listeners()
+            except ListenerUnavailable as e:
+                print(f"gbserver: {e}", file=sys.stderr)
+                return 1
             if workers:
                 services.start_workers()
             # Closed by the app's shutdown hook: uvicorn re-raises SIGTERM once it has stopped,
@@ -479,6 +524,51 @@ def _events(settings: Settings, after: int, limit: int | None, aggregate: str | 
         out.flush()
     finally:
         services.close()
+    return 0
+
+
+def _drive_gc(settings: Settings, grace: float) -> int:
+    """Removes blobs no read model names (each projection's `blob_references(sql)`), once
+    those read models hold the whole log: a lagging or rebuilt one would name too few."""
+    from commands.drive import collect_garbage
+    from infra.bootstrap import Services
+
+    services = Services.open(settings)
+    try:
+        holders = [p for p in services.projections.values() if hasattr(p, "blob_references")]
+        ops = services.operations()
+        deadline = time.monotonic() + GC_WAIT
+        while True:
+            behind = [
+                f"{s.name} ({s.state}, {s.lag_events} events behind)"
+                for s in (ops.status(p.name) for p in holders)
+                if s.state != "running" or s.lag_events
+            ]
+            if not behind:
+                break
+            if time.monotonic() > deadline:
+                print(
+                    f"gbserver: the read models naming stored content are not current:"
+                    f" {', '.join(behind)}; run the server (or `gbserver project`) and retry",
+                    file=sys.stderr,
+                )
+                return 1
+            time.sleep(0.2)
+
+        def referenced() -> set[str]:
+            found: set[str] = set()
+            with services.read.read() as sql:
+                for projection in holders:
+                    found.update(projection.blob_references(sql))
+            return found
+
+        result = collect_garbage(services.blobs, referenced, grace)
+    finally:
+        services.close()
+    print(
+        f"removed {result.removed} unreferenced blobs and {result.partial} abandoned uploads;"
+        f" kept {result.kept} blobs"
+    )
     return 0
 
 

@@ -41,6 +41,31 @@ class Settings:
     turn_max_event_bytes: int = 384 * 1024
     turn_max_calls: int = 10
     turn_seconds: float = 10.0
+    # Drive and mail content (infra.blobs): files under data_dir/blobs, or an S3 bucket.
+    max_upload_mb: int = 1024
+    s3_endpoint: str = ""
+    s3_bucket: str = "gbserver"
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_region: str = "us-east-1"
+    # Mail: the outgoing relay, the incoming listener, IMAP accounts (infra.mail*).
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_security: str = "starttls"  # or "tls" (implicit) or "none"
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = ""
+    smtp_timeout: float = 30.0
+    smtp_retry_seconds: float = 60.0  # the first retry's delay; each next one doubles
+    smtp_listen: str = ""
+    max_mail_mb: int = 25
+    imap_poll_seconds: float = 60.0
+    imap_allow_private: bool = False  # IMAP accounts on loopback/private addresses
+    secret_key: str = ""
+
+    @property
+    def uses_s3(self) -> bool:
+        return bool(self.s3_endpoint)
 
     @property
     def uses_kafka(self) -> bool:
@@ -53,24 +78,11 @@ class Settings:
     def metrics_address(self) -> tuple[str, int] | None:
         """GB_METRICS_LISTEN as (host, port); None when unset. `:9100` listens on every
         interface, `[::1]:9100` on an IPv6 address."""
-        if not self.metrics_listen:
-            return None
-        host, sep, port = self.metrics_listen.rpartition(":")
-        bracketed = host.startswith("[") and host.endswith("]")
-        if bracketed:
-            host = host[1:-1]
-        if (
-            not sep
-            or not (port.isascii() and port.isdigit())
-            or not 0 < int(port) < 65536
-            or (":" in host and not bracketed)
-            or any(c in host for c in "[]/ ")
-        ):
-            raise ConfigError(
-                "GB_METRICS_LISTEN must be host:port (e.g. 127.0.0.1:9100 or :9100),"
-                f" got {self.metrics_listen!r}"
-            )
-        return host or "0.0.0.0", int(port)
+        return _listen_address("GB_METRICS_LISTEN", self.metrics_listen, "127.0.0.1:9100")
+
+    def smtp_listen_address(self) -> tuple[str, int] | None:
+        """GB_SMTP_LISTEN as (host, port); None when unset."""
+        return _listen_address("GB_SMTP_LISTEN", self.smtp_listen, "127.0.0.1:2525")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -106,9 +118,29 @@ class Settings:
             turn_max_event_bytes=_int(env, "GB_TURN_MAX_EVENT_BYTES", 384 * 1024, minimum=4096),
             turn_max_calls=_int(env, "GB_TURN_MAX_CALLS", 10, minimum=1),
             turn_seconds=_float(env, "GB_TURN_SECONDS", 10.0),
+            max_upload_mb=_int(env, "GB_MAX_UPLOAD_MB", 1024, minimum=1),
+            s3_endpoint=env.get("GB_S3_ENDPOINT", "").strip(),
+            s3_bucket=env.get("GB_S3_BUCKET", "").strip() or "gbserver",
+            s3_access_key=env.get("GB_S3_ACCESS_KEY", "").strip(),
+            s3_secret_key=env.get("GB_S3_SECRET_KEY", ""),
+            s3_region=env.get("GB_S3_REGION", "").strip() or "us-east-1",
+            smtp_host=env.get("GB_SMTP_HOST", "").strip(),
+            smtp_port=_int(env, "GB_SMTP_PORT", 587, minimum=1, maximum=65535),
+            smtp_security=_choice(env, "GB_SMTP_SECURITY", SMTP_SECURITY, "starttls"),
+            smtp_user=env.get("GB_SMTP_USER", "").strip(),
+            smtp_password=env.get("GB_SMTP_PASSWORD", ""),
+            smtp_from=env.get("GB_SMTP_FROM", "").strip(),
+            smtp_timeout=_float(env, "GB_SMTP_TIMEOUT", 30.0),
+            smtp_retry_seconds=_float(env, "GB_SMTP_RETRY_SECONDS", 60.0),
+            smtp_listen=env.get("GB_SMTP_LISTEN", "").strip(),
+            max_mail_mb=_int(env, "GB_MAX_MAIL_MB", 25, minimum=1, maximum=1024),
+            imap_poll_seconds=_float(env, "GB_IMAP_POLL_SECONDS", 60.0),
+            imap_allow_private=_choice(env, "GB_IMAP_ALLOW_PRIVATE", BOOLEANS, "0") in TRUE,
+            secret_key=env.get("GB_SECRET_KEY", ""),
         )
         _check_turn_limits(settings)
         settings.metrics_address()  # a malformed listener is a config error at startup
+        settings.smtp_listen_address()
         if settings.uses_postgres:
             settings.postgres_env()  # a malformed URL is a config error, not a crash later
         return settings
@@ -157,6 +189,29 @@ class Settings:
             # collide.
             "POSTGRES_SCHEMA": "public",
         }
+
+
+def _listen_address(name: str, value: str, example: str) -> tuple[str, int] | None:
+    """A host:port setting as (host, port); None when unset. `:9100` listens on every
+    interface, `[::1]:9100` on an IPv6 address."""
+    if not value:
+        return None
+    host, sep, port = value.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
+        host = host[1:-1]
+    if (
+        not sep
+        or not (port.isascii() and port.isdigit())
+        or not 0 < int(port) < 65536
+        or (":" in host and not bracketed)
+        or any(c in host for c in "[]/ ")
+    ):
+        raise ConfigError(
+            f"{name} must be host:port (e.g. {example} or :{example.rpartition(':')[2]}),"
+            f" got {value!r}"
+        )
+    return host or "0.0.0.0", int(port)
 
 
 # A turn's events must stay well inside the event store's 512 KiB per event
@@ -214,6 +269,9 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("json", "text")
+SMTP_SECURITY = ("starttls", "tls", "none")
+BOOLEANS = ("0", "1", "false", "true", "no", "yes")
+TRUE = ("1", "true", "yes")
 
 
 def _default_log_format() -> str:
@@ -282,4 +340,35 @@ DOCUMENTED: tuple[Documented, ...] = (
     Documented("GB_KAFKA_TOPIC", "gbserver.events", "the topic the relay publishes the log to"),
     Documented("GB_KAFKA_PARTITIONS", "6", "partitions of that topic"),
     Documented("GB_KAFKA_GROUP", "<topic>.projectors", "the projectors' consumer group"),
+    Documented("GB_MAX_UPLOAD_MB", "1024", "largest drive upload in MiB (larger: 413)"),
+    Documented(
+        "GB_S3_ENDPOINT", "", "an S3 endpoint URL for drive and mail content; empty: data/blobs"
+    ),
+    Documented("GB_S3_BUCKET", "gbserver", "the bucket (created when missing)"),
+    Documented("GB_S3_ACCESS_KEY", "", "its access key"),
+    Documented("GB_S3_SECRET_KEY", "", "its secret key"),
+    Documented("GB_S3_REGION", "us-east-1", "its region"),
+    Documented("GB_SMTP_HOST", "", "the relay outgoing mail goes through; empty: not delivered"),
+    Documented("GB_SMTP_PORT", "587", "its port"),
+    Documented("GB_SMTP_SECURITY", "starttls", "starttls, tls (implicit TLS) or none"),
+    Documented("GB_SMTP_USER", "", "its login; empty: no AUTH"),
+    Documented("GB_SMTP_PASSWORD", "", "its password"),
+    Documented("GB_SMTP_FROM", "", "the envelope sender; empty: the sending user's address"),
+    Documented("GB_SMTP_TIMEOUT", "30", "seconds one delivery attempt may take"),
+    Documented(
+        "GB_SMTP_RETRY_SECONDS", "60", "delay before a failed delivery's first retry (then doubled)"
+    ),
+    Documented(
+        "GB_SMTP_LISTEN", "", "host:port where `serve` accepts mail for its users; empty: none"
+    ),
+    Documented("GB_MAX_MAIL_MB", "25", "largest mail sent or received, in MiB"),
+    Documented("GB_IMAP_POLL_SECONDS", "60", "seconds between syncs of connected IMAP accounts"),
+    Documented(
+        "GB_IMAP_ALLOW_PRIVATE", "0", "1: IMAP accounts may be on loopback or private addresses"
+    ),
+    Documented(
+        "GB_SECRET_KEY",
+        "",
+        "key that encrypts stored IMAP passwords; empty: data/secret.key (made once)",
+    ),
 )

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import resource
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -27,6 +28,8 @@ from infra.worker import Worker
 
 log = logging.getLogger("gbserver")
 
+STORAGE_TTL = 2.0  # seconds one probe of a remote blob store (S3) answers the health check
+
 
 class Monitoring:
     """The health report's components and the process's stats."""
@@ -45,6 +48,7 @@ class Monitoring:
         events_file: Path,
         in_flight: InFlight,
         started: float,
+        blobs_check: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.events = events
@@ -57,6 +61,12 @@ class Monitoring:
         self.events_file = events_file  # the embedded event store's SQLite file
         self.in_flight = in_flight
         self.started = started
+        # The blob store's own probe (S3BlobStore.check: raises when the bucket does not
+        # answer); None: the embedded store, probed by writing a file under data_dir/blobs.
+        self.blobs_check = blobs_check
+        self._storage_lock = threading.Lock()
+        self._storage_checked = float("-inf")
+        self._storage_error: Exception | None = None
 
     def health(self) -> dict[str, str]:
         checks = {
@@ -128,6 +138,8 @@ class Monitoring:
         return row is not None and row["one"] == 1
 
     def _check_storage(self) -> bool:
+        if self.blobs_check is not None:
+            return self._check_remote_storage(self.blobs_check)
         blobs = self.settings.data_dir / "blobs"
         blobs.mkdir(parents=True, exist_ok=True)
         probe = blobs / f".health-{uuid.uuid4().hex}"  # one per check: checks run concurrently
@@ -135,6 +147,22 @@ class Monitoring:
         ok = probe.read_bytes() == b"ok"
         probe.unlink()
         return ok
+
+    def _check_remote_storage(self, check: Callable[[], None]) -> bool:
+        """One probe per STORAGE_TTL, shared by the health requests meanwhile (a network
+        round trip, and S3 may bill it); raises the probe's error, as a failed check does."""
+        with self._storage_lock:
+            now = time.monotonic()
+            if now - self._storage_checked >= STORAGE_TTL:
+                try:
+                    check()
+                    self._storage_error = None
+                except Exception as e:  # noqa: BLE001 - kept and re-raised as the report
+                    self._storage_error = e
+                self._storage_checked = time.monotonic()
+            if self._storage_error is not None:
+                raise self._storage_error.with_traceback(None)  # one report, not a chain
+        return True
 
     def stats(self) -> dict[str, Any]:
         return {

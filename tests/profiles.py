@@ -3,7 +3,10 @@
 - embedded: SQLite event and read stores under a temp data dir, in-process projections.
 - scaled: PostgreSQL (a fresh database per server, on GB_TEST_DATABASE_URL's server) and
   Kafka (GB_TEST_KAFKA_BOOTSTRAP; a topic of its own per server), relay and projectors in
-  the server process unless a test runs them apart.
+  the server process unless a test runs them apart. Drive and mail content in an S3 bucket
+  of its own per server (`gbtest-<hex>`, created by the server; left behind) when
+  GB_TEST_S3_ENDPOINT names an S3 server (`scripts/services up s3`, whose fixed keys are the
+  defaults of GB_TEST_S3_ACCESS_KEY / GB_TEST_S3_SECRET_KEY); without it, under the data dir.
 
 GB_TEST_PROFILES defaults to "embedded" so that a fresh clone passes without services;
 `.ci/run` starts PostgreSQL and Kafka and sets "embedded,scaled".
@@ -44,12 +47,27 @@ class Profile:
             "GB_DATABASE_URL": url,
             "GB_KAFKA_BOOTSTRAP": bootstrap,
             "GB_KAFKA_TOPIC": f"gbtest.{uuid.uuid4().hex[:12]}",
+            **s3_env(),
         }
 
     def cleanup(self) -> None:
         for url in self.databases:
             pg.drop_database(url)
         self.databases.clear()
+
+
+def s3_env() -> dict[str, str]:
+    """GB_S3_* for one new server (a bucket of its own), or {} without GB_TEST_S3_ENDPOINT."""
+    endpoint = os.environ.get("GB_TEST_S3_ENDPOINT", "").strip()
+    if not endpoint:
+        return {}
+    return {
+        "GB_S3_ENDPOINT": endpoint,
+        "GB_S3_BUCKET": f"gbtest-{uuid.uuid4().hex[:16]}",
+        "GB_S3_ACCESS_KEY": os.environ.get("GB_TEST_S3_ACCESS_KEY", "gbserver"),
+        "GB_S3_SECRET_KEY": os.environ.get("GB_TEST_S3_SECRET_KEY", "gbserver-secret"),
+        "GB_S3_REGION": "us-east-1",
+    }
 
 
 def selected() -> list[str]:

@@ -74,7 +74,7 @@ def test_serve_help_shows_every_option_with_its_default_and_variable() -> None:
 
 def test_the_documented_settings_are_the_ones_read_with_their_defaults() -> None:
     source = Path(sys.modules[Settings.__module__].__file__ or "").read_text()
-    read = set(re.findall(r'env(?:\.get\(|, )"(GB_[A-Z_]+)"', source))
+    read = set(re.findall(r'env(?:\.get\(|, )"(GB_[A-Z0-9_]+)"', source))
     assert read == {d.name for d in DOCUMENTED}
     defaults = Settings.from_env({})
     derived = {

@@ -97,7 +97,7 @@ def test_health_reports_components(server: ServerProcess) -> None:
 def test_health_is_503_when_storage_fails(
     fresh_server: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
-    srv = fresh_server(tmp_path / "data")
+    srv = fresh_server(tmp_path / "data", GB_S3_ENDPOINT="")  # the data-dir blob store
     blobs = tmp_path / "data" / "blobs"
     for child in blobs.iterdir():
         child.unlink()

@@ -177,6 +177,10 @@ def test_every_operation_states_its_refusals(served: dict[str, Any]) -> None:
             assert "GB_MAX_BODY_BYTES" in answers["413"]["description"], where
             assert "512 KiB" in answers["413"]["description"], where
             assert "Content-Type: application/json" in answers["415"]["description"], where
+        elif "multipart/form-data" in operation.get("requestBody", {}).get("content", {}):
+            assert "multipart body is malformed" in refusal, where
+            assert "GB_MAX_UPLOAD_MB" in answers["413"]["description"], where
+            assert "multipart/form-data" in answers["415"]["description"], where
         else:
             assert "takes none" in refusal, where
             assert "415" not in answers, where

@@ -56,8 +56,8 @@ from domain.basic.functions import BUILTINS
 from domain.basic.keywords import HEAR_TYPES, STATEMENTS
 from domain.common import Actor
 from infra.areas import AREAS, dialog_keywords
+from infra.bootstrap import Services
 from infra.config import DOCUMENTED, Settings
-from infra.eventstore import EventStoreAdapter, GBApplication
 
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "dialogs.md"
 CLOCK = datetime(2025, 3, 14, 12, 30, 0, tzinfo=UTC)
@@ -257,11 +257,13 @@ class StandInModel:
 
 
 @pytest.fixture
-def event_store(tmp_path: Path) -> Iterator[EventStoreAdapter]:
-    """A store of its own for each conversation: the bot's memory starts empty."""
-    app = GBApplication(Settings(data_dir=tmp_path))
-    yield EventStoreAdapter(app)
-    app.close()
+def services(tmp_path: Path) -> Iterator[Services]:
+    """Stores of its own for each conversation (the bot's memory and files start empty), with
+    the projections running: the drive and mail keywords read their read models."""
+    opened = Services.open(Settings(data_dir=tmp_path))
+    opened.start_workers()
+    yield opened
+    opened.close()
 
 
 @pytest.fixture
@@ -274,16 +276,18 @@ def deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
-def play(example: Example, event_store: EventStoreAdapter) -> list[Turn]:
+def play(example: Example, services: Services) -> list[Turn]:
     """What the server answers to the transcript's user messages, as Turns."""
     assert example.transcript is not None
+    event_store = services.events
+    context = services.context()
     commands = SessionCommands(
         event_store,
         Catalog(example.dialog.body, example.helpers),
         StandInModel() if example.transcript.info == "llm" else None,
         clock=lambda: CLOCK,
         limits=TurnLimits(),
-        keywords=dialog_keywords(AREAS),
+        keywords=dialog_keywords(AREAS, context),
     )
     bot = BOT
     played: list[Turn] = []
@@ -294,7 +298,8 @@ def play(example: Example, event_store: EventStoreAdapter) -> list[Turn]:
             opened, _ = commands.open(user, OpenSession(bot_id=bot))
             session = UUID(opened)
         seen = len(event_store.history(session))
-        commands.send(user, session, SendMessage(content=wanted.user))
+        _, saved = commands.send(user, session, SendMessage(content=wanted.user))
+        assert context.consistency.wait(saved, 10), "the read models did not catch up"
         turn = Turn(wanted.user, new_session=wanted.new_session)
         for event in list(event_store.history(session))[seen:]:
             kind = type(event).__name__
@@ -327,11 +332,11 @@ CONVERSATIONS = [e for e in GUIDE_DATA.examples if e.transcript is not None]
 
 @pytest.mark.parametrize("example", CONVERSATIONS, ids=example_id)
 def test_each_conversation_plays_as_the_guide_shows(
-    example: Example, event_store: EventStoreAdapter, deterministic: None
+    example: Example, services: Services, deterministic: None
 ) -> None:
     assert example.transcript is not None
     expected = render(read_transcript(example.transcript))
-    assert render(play(example, event_store)) == expected, f"dialogs.md:{example.transcript.line}"
+    assert render(play(example, services)) == expected, f"dialogs.md:{example.transcript.line}"
 
 
 # --- breadth: the guide shows the whole language -----------------------------------------

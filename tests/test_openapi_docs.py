@@ -17,7 +17,19 @@ import pytest
 
 from tests.server import ServerProcess
 
-AREAS = {"Tasks", "Paper", "Sessions", "Designer", "Bots", "Admin", "Health", "Metrics", "Docs"}
+AREAS = {
+    "Tasks",
+    "Paper",
+    "Sessions",
+    "Designer",
+    "Bots",
+    "Drive",
+    "Email",
+    "Admin",
+    "Health",
+    "Metrics",
+    "Docs",
+}
 METHODS = ("get", "post", "put", "patch", "delete")
 
 # Every operation that takes a body, in the order a newcomer would call them: each one's
@@ -35,6 +47,10 @@ WRITES: list[tuple[str, str, bool]] = [
     ("put", "/api/bots/{bot_id}/owners", False),
     ("post", "/api/sessions", False),
     ("post", "/api/sessions/{session_id}/messages", False),
+    ("post", "/api/email/send", False),
+    ("post", "/api/email/drafts", False),
+    ("put", "/api/email/drafts/{mail_id}", False),
+    ("post", "/api/email/accounts", False),
     ("put", "/api/admin/projections/{name}/policy", True),
 ]
 

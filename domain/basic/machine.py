@@ -785,7 +785,8 @@ class _Machine(Evaluator):
         elif keyword == "DELETE FILE":
             platform.delete_file(text[0])
         elif keyword == "SEND FILE":
-            platform.send_file(text[0], text[1] if len(text) > 1 else "")
+            # The file goes out as a message of the turn, in order with the TALKs around it.
+            self._say(platform.send_file(text[0], text[1] if len(text) > 1 else ""))
         else:
             raise BasicRuntimeError(f"unknown statement {keyword}")
         return self._next(frame)

@@ -96,7 +96,9 @@ class DriveKeywords(Protocol):
 
     def delete_file(self, path: str) -> None: ...
 
-    def send_file(self, path: str, caption: str) -> None: ...
+    def send_file(self, path: str, caption: str) -> str:
+        """The message that sends the file (its caption and a link to it)."""
+        ...
 
 
 @runtime_checkable
@@ -237,8 +239,8 @@ class Platform:
     def delete_file(self, path: str) -> None:
         self._drive_area().delete_file(path)
 
-    def send_file(self, path: str, caption: str) -> None:
-        self._drive_area().send_file(path, caption)
+    def send_file(self, path: str, caption: str) -> str:
+        return str(self._drive_area().send_file(path, caption))
 
     def use_kb(self, name: str) -> None:
         self._kb_area().use_kb(name)

@@ -138,8 +138,9 @@ class FakeDrive:
         self.record("delete_file", path)
         self.files.pop(path, None)
 
-    def send_file(self, path: str, caption: str) -> None:
+    def send_file(self, path: str, caption: str) -> str:
         self.record("send_file", path, caption)
+        return f"{caption}: {path}" if caption else path
 
 
 class FakeKnowledge:
