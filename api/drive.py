@@ -601,11 +601,13 @@ def _upload_docs(rendered: dict[str, Any]) -> None:
         " when the path names a folder)",
         "content": {
             "multipart/form-data": {
+                # What the server takes: one or more file parts, whatever their form names
+                # (`file` by custom); a part without a filename is refused (400).
                 "schema": {
                     "type": "object",
                     "properties": {"file": {"type": "string", "format": "binary"}},
-                    "required": ["file"],
-                    "additionalProperties": False,
+                    "additionalProperties": {"type": "string", "format": "binary"},
+                    "minProperties": 1,
                 }
             }
         },

@@ -19,9 +19,9 @@ from api.auth import Authenticator
 from api.bots import BotsController
 from api.designer import DesignerController
 from api.drive import DriveController
-from api.email import EmailController
-from api.email_accounts import EmailAccountsController
 from api.http import Writes
+from api.mail import EmailController
+from api.mail_accounts import EmailAccountsController
 from api.paper import PaperController
 from api.sessions import SessionsController
 from api.tasks import TasksController
@@ -176,19 +176,12 @@ def _sessions(ctx: AreaContext) -> Mapping[str, object]:
     }
 
 
-def dialog_keywords(
-    areas: Iterable[Area], ctx: AreaContext | None = None
-) -> dict[str, KeywordProvider]:
+def dialog_keywords(areas: Iterable[Area], ctx: AreaContext) -> dict[str, KeywordProvider]:
     """The interpreter's platform, by area: every area's keyword providers (those an area
-    builds from the context, such as the drive's, only when one is given)."""
+    builds from the context, such as the drive's, built from `ctx`)."""
     found: dict[str, KeywordProvider] = {}
     for area in areas:
-        if callable(area.keywords):
-            if ctx is None:
-                continue
-            provided = area.keywords(ctx)
-        else:
-            provided = area.keywords
+        provided = area.keywords(ctx) if callable(area.keywords) else area.keywords
         for name, provider in provided.items():
             if name in found:
                 raise ValueError(f"two areas provide the {name} keywords")

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from commands.ports import Blob, BlobMissing, BlobStore, BlobTooLarge
+from commands.ports import Blob, BlobMissing, BlobStore, BlobTooLarge, BlobWriter
 from infra.config import Settings
 
 CHUNK = 256 * 1024  # bytes read at a time
@@ -30,6 +30,16 @@ def open_blob_store(settings: Settings) -> BlobStore:
 
         return S3BlobStore.from_settings(settings)
     return FileBlobStore(settings.data_dir / "blobs")
+
+
+def write_whole(writer: BlobWriter, data: bytes) -> Blob:
+    """`data` through a writer of either store: committed, or aborted on any failure."""
+    try:
+        writer.write(data)
+        return writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def check_digest(sha256: str) -> str:
@@ -97,13 +107,7 @@ class FileBlobStore:
         return FileWriter(self, limit)
 
     def put(self, data: bytes) -> Blob:
-        writer = self.writer()
-        try:
-            writer.write(data)
-            return writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
+        return write_whole(self.writer(), data)
 
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         try:

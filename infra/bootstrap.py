@@ -73,6 +73,7 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     in_flight: InFlight = field(default_factory=InFlight)
     _monitoring: Monitoring | None = field(default=None, init=False, repr=False)
+    _context: AreaContext | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
@@ -169,7 +170,13 @@ class Services:
     # --- what the HTTP layer is given -------------------------------------------------
 
     def context(self) -> AreaContext:
-        """What the areas build their dependencies from."""
+        """What the areas build their dependencies, workers and listeners from: one for the
+        process, so they all share its Consistency and Authenticator."""
+        if self._context is None:
+            self._context = self._new_context()
+        return self._context
+
+    def _new_context(self) -> AreaContext:
         monitor = self.feed_monitor()
         consistency = Consistency(
             self.projections.values(),

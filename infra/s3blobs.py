@@ -45,7 +45,7 @@ from botocore.exceptions import (
 )
 
 from commands.ports import Blob, BlobMissing, BlobTooLarge, StoreUnavailable, StoreUnreachable
-from infra.blobs import CHUNK, SHA256, check_digest
+from infra.blobs import CHUNK, SHA256, check_digest, write_whole
 from infra.config import Settings
 
 log = logging.getLogger("gbserver.blobs")
@@ -234,13 +234,7 @@ class S3BlobStore:
         return S3Writer(self, limit)
 
     def put(self, data: bytes) -> Blob:
-        writer = self.writer()
-        try:
-            writer.write(data)
-            return writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
+        return write_whole(self.writer(), data)
 
     def head_key(self, key: str) -> bool:
         try:
