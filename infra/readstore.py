@@ -138,6 +138,14 @@ class _SqlReadStore:
 class SQLiteReadStore(_SqlReadStore, SQLiteTrackingRecorder):
     dialect = "sqlite"
 
+    def _lock_schema(self, cursor: Any) -> None:
+        # The transaction began deferred, so DDL would take the write lock only at its first
+        # change, after reading the schema; SQLite refuses such an upgrade at once (no wait)
+        # while another process commits, so two processes starting on one data directory
+        # failed with "database is locked". Begun again IMMEDIATE, it waits for the lock.
+        cursor.execute("COMMIT")
+        cursor.execute("BEGIN IMMEDIATE")
+
     def shadow(self, name: str) -> ShadowStore:
         return _sqlite_shadow(self, name)
 
