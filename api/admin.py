@@ -165,7 +165,8 @@ REQUIRED = ("database", "event_store", "read_store", "cache", "storage")
     " model is stalled behind an event it cannot apply (writes are kept, reads lag; see"
     " `GET /api/admin/projections`); `unhealthy` (`503`) when a store, the cache or the blob"
     " storage fails. `components` gives each part's state (`ok`, `error`; the LLM"
-    " `not_configured` without `GB_LLM_URL`).",
+    " `not_configured` without `GB_LLM_URL`); the LLM and the knowledge base's index are"
+    " optional: their `error` leaves the server `healthy`.",
     response_description="Healthy",
     operation_class=examples(
         response={
@@ -178,6 +179,7 @@ REQUIRED = ("database", "event_store", "read_store", "cache", "storage")
                     "storage": "ok",
                     "database": "ok",
                     "llm": "not_configured",
+                    "knowledge_base": "ok",
                     "projections": "ok",
                 },
             }

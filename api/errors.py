@@ -30,6 +30,7 @@ from commands.ports import (
     BlobTooLarge,
     ConcurrencyConflict,
     EventTooLarge,
+    KbIndexUnavailable,
     NotFound,
     StoreUnavailable,
     UnstorableText,
@@ -374,6 +375,11 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
     if isinstance(exc, RecursionError):  # never expected past api.app's depth limit
         log.warning("recursion error on %s %s", request.method, request.url.path)
         return envelope(400, "the request is nested too deeply to handle")
+    if isinstance(exc, KbIndexUnavailable):
+        log.warning("knowledge-base index unavailable: %s", exc)
+        return envelope(
+            503, "the knowledge base is unavailable; retry later", headers={"Retry-After": "1"}
+        )
     if isinstance(exc, StoreUnavailable):
         log.warning("store unavailable: %s", exc)
         return envelope(503, "storage is unavailable; retry later", headers={"Retry-After": "1"})

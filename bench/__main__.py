@@ -1,14 +1,18 @@
 """Runs the benchmarks in sequence, each with its default parameters.
 
-    .venv/bin/python -m bench                      # run, lag, rebuild, dialog: about 2.5 minutes
+    .venv/bin/python -m bench                      # run, lag, rebuild, dialog, kb (see below)
     .venv/bin/python -m bench lag rebuild          # only these, in this order
 
 With GB_TEST_DATABASE_URL and GB_TEST_KAFKA_BOOTSTRAP set (as for the test suite, e.g. from
 `scripts/services up postgres` / `scripts/services up kafka`), bench.lag and bench.rebuild
-include their PostgreSQL / Kafka parts; otherwise they say that they skip them.
+include their PostgreSQL / Kafka parts; otherwise they say that they skip them. run, lag,
+rebuild and dialog take about 2.5 minutes; kb (the knowledge base's quality evaluation, latency
+and ingestion rate) adds several minutes, more on its first run, which embeds its corpus; with
+GB_BENCH_OPENSEARCH set it includes the OpenSearch profile.
 
 For a benchmark's own options run it alone: `python -m bench.run --help`,
-`python -m bench.lag --help`, `python -m bench.rebuild --help`, `python -m bench.dialog --help`.
+`python -m bench.lag --help`, `python -m bench.rebuild --help`, `python -m bench.dialog --help`,
+`python -m bench.kb --help` (e.g. `python -m bench.kb --quick` for a smoke run).
 The exit status is the first non-zero status of the benchmarks run (each runs even if an earlier
 one failed).
 """
@@ -19,13 +23,14 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from bench import dialog, lag, rebuild, run
+from bench import dialog, kb, lag, rebuild, run
 
 BENCHMARKS: dict[str, Callable[[Sequence[str] | None], int]] = {
     "run": run.main,
     "lag": lag.main,
     "rebuild": rebuild.main,
     "dialog": dialog.main,
+    "kb": kb.main,
 }
 
 

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
+
+if TYPE_CHECKING:
+    import numpy
+    from numpy.typing import NDArray
+
+    Vectors = NDArray[numpy.float32]
 
 
 @dataclass(frozen=True)
@@ -136,4 +142,99 @@ class BlobStore(Protocol):
 
     def clean_partial(self, older_than: float) -> int:
         """Removes uploads abandoned (by a crash) more than `older_than` seconds ago."""
+        ...
+
+
+# --- knowledge base: the passage index and the embedding model ------------------------------
+
+# Sentence embeddings (Vectors): float32 rows of EMBEDDING_DIMENSION, L2-normalised, so that
+# a dot product is the cosine similarity. numpy is imported by the adapters, not here.
+EMBEDDING_DIMENSION = 384
+
+
+@dataclass(frozen=True)
+class KbChunk:
+    """One passage of a knowledge-base document, as the index keeps it."""
+
+    id: str  # f"{path}#{position}": stable while the document's content is
+    bot: str
+    collection: str
+    path: str  # the source file's drive path (bots space): `{bot}.gbai/{bot}.gbkb/{collection}/…`
+    title: str  # the document's title
+    heading: str  # the headings above the passage, " > " joined ("" before the first heading)
+    position: int  # the passage's order in its document, from 0
+    content: str
+
+
+@dataclass(frozen=True)
+class KbHit:
+    """A passage a retriever found: `score` is the backend's raw BM25 (lexical, > 0) or the
+    cosine similarity of the embeddings (semantic, -1..1); higher is better."""
+
+    chunk_id: str
+    score: float
+
+
+@dataclass(frozen=True)
+class KbScope:
+    """Which passages a search looks at: one bot's (or every bot's, None), and of those the
+    named collections only (None: all of them)."""
+
+    bot: str | None = None
+    collections: frozenset[str] | None = None
+
+
+class KbIndexUnavailable(Exception):
+    """The index cannot be reached (OpenSearch down): answered 503, retried by the worker."""
+
+
+class KbIndex(Protocol):
+    """Where the knowledge base's passages are kept and searched: SQLite FTS5 and an
+    in-memory matrix (embedded, infra.kb_sqlite) or OpenSearch (scaled, infra.kb_opensearch).
+    Documents are replaced whole, by path; everything here is idempotent."""
+
+    def replace(self, path: str, chunks: Sequence[KbChunk], vectors: Vectors) -> None:
+        """The document at `path` is now exactly these chunks (vectors: one row each); its
+        earlier chunks are gone. `chunks` may be empty."""
+        ...
+
+    def delete(self, path: str) -> None:
+        """Removes the document's chunks (an unknown path is no error)."""
+        ...
+
+    def paths(self) -> set[str]:
+        """Every document path that has chunks (for the sweep after a rebuild)."""
+        ...
+
+    def lexical(self, query: str, scope: KbScope, k: int) -> list[KbHit]:
+        """Up to `k` passages by BM25 over content, title and heading, best first. `query` is
+        the user's raw text: the backend makes it safe for its query syntax (no operator of
+        the user's reaches the engine); a query with no searchable term finds nothing."""
+        ...
+
+    def semantic(self, vector: Vectors, scope: KbScope, k: int) -> list[KbHit]:
+        """Up to `k` passages by cosine similarity to `vector` (shape (EMBEDDING_DIMENSION,)),
+        best first."""
+        ...
+
+    def chunks(self, ids: Sequence[str]) -> dict[str, KbChunk]:
+        """The passages of these ids (unknown ids are left out)."""
+        ...
+
+    def count(self) -> int:
+        """The passages kept."""
+        ...
+
+    def check(self) -> None:
+        """Raises KbIndexUnavailable when the index cannot be reached (health)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Embedder(Protocol):
+    """A sentence-embedding model (infra.embeddings): loaded on first use, not before."""
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        """The texts' vectors, one row each, in order (shape (len(texts), EMBEDDING_DIMENSION))."""
         ...

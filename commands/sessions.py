@@ -43,6 +43,7 @@ from msgspec import Meta
 
 from commands.fields import Email
 from commands.idempotency import Claim, refuse_reused, save_claimed, save_new
+from commands.kb import KnowledgeBase, cited_prompt, extractive_answer
 from commands.ports import ConcurrencyConflict, EventStore, NotFound, Saved
 from commands.turn import EVENT_OVERHEAD, KeywordProvider, TurnBudget, TurnContext, TurnLimits
 from domain.basic import (
@@ -291,6 +292,7 @@ class SessionCommands:
         limits: TurnLimits = TurnLimits(),  # noqa: B008 - frozen, shared safely
         monotonic: Callable[[], float] = time.monotonic,
         keywords: Mapping[str, KeywordProvider] | None = None,
+        knowledge: KnowledgeBase | None = None,
     ) -> None:
         keywords = dict(keywords or {})
         unknown = sorted(area for area in keywords if area not in AREAS)
@@ -303,6 +305,7 @@ class SessionCommands:
         self.store = store
         self.catalog = catalog
         self.llm = llm
+        self.knowledge = knowledge
         self.keywords: dict[str, KeywordProvider] = {
             **keywords,
             LLM: lambda turn: DialogLlm(llm, turn),
@@ -421,7 +424,7 @@ class SessionCommands:
                 sources = {_source_key(START_DIALOG, live.version): live.dialog_id}
                 ran = self._resume(session.bot_id, state, sources, None, platform, turn.budget)
                 return self._after(session, START_DIALOG, ran, turn, sources)
-        return self._answer(text, platform)
+        return self._answer(text, platform, session)
 
     def _resume(
         self,
@@ -477,18 +480,28 @@ class SessionCommands:
             session.dialog_ended()
         return parts, suggestions, "dialog"
 
-    def _answer(self, text: str, platform: Platform) -> Reply:
-        """No dialog is waiting: the LLM if one is configured, else a polite 'I don't know'."""
+    def _answer(self, text: str, platform: Platform, session: Session) -> Reply:
+        """No dialog is waiting: the knowledge base's best passages (the collections the
+        session uses, else all of the bot's), given to the LLM as cited context when one is
+        configured, else quoted with their source; without passages the LLM alone, else a
+        polite 'I don't know'."""
+        passages = (
+            self.knowledge.passages(session.bot_id, session.kb_collections, text)
+            if self.knowledge is not None
+            else []
+        )
+        limit = self.limits.max_event_bytes
         if self.llm is not None:
             try:
-                answer = platform.llm(text)
+                answer = platform.llm(cited_prompt(text, passages) if passages else text)
             except PlatformError as e:
                 log.warning("LLM failed: %s", e)
             else:
-                limit = self.limits.max_event_bytes
                 if encoded_size(answer, limit) <= limit:
-                    return [answer], [], "llm"
+                    return [answer], [], "kb+llm" if passages else "llm"
                 log.warning("LLM answer larger than %s bytes (GB_TURN_MAX_EVENT_BYTES)", limit)
+        if passages:
+            return [extractive_answer(passages)], [], "kb"
         return [NO_ANSWER], [], "fallback"
 
     # --- programs --------------------------------------------------------------------------

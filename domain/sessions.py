@@ -23,6 +23,8 @@ class SessionClosed(Conflict):
 
 class Session(Aggregate):
     TOPIC = "gbserver.sessions.Session"
+    # Sessions that never ran `USE KB` (and snapshots taken before it existed) search them all.
+    kb_collections: tuple[str, ...] = ()
 
     class Created(Aggregate.Created):
         TOPIC = "gbserver.sessions.Session.Created"
@@ -121,6 +123,16 @@ class Session(Aggregate):
         if self.status == "closed":
             raise SessionClosed(f"session {self.id} is already closed")
         self._closed(actor=actor)
+
+    def use_kb(self, collections: tuple[str, ...]) -> None:
+        """The knowledge-base collections the answer pipeline searches (`USE KB`, `CLEAR KB`);
+        none: all of the bot's."""
+        if tuple(collections) != self.kb_collections:
+            self._kb_scoped(collections=list(collections))
+
+    @event("KnowledgeScoped", topic="gbserver.sessions.KnowledgeScoped")
+    def _kb_scoped(self, collections: list[str]) -> None:
+        self.kb_collections = tuple(collections)
 
     @event("SessionClosed", topic="gbserver.sessions.SessionClosed")
     def _closed(self, actor: str) -> None:

@@ -20,6 +20,7 @@ from api.bots import BotsController
 from api.designer import DesignerController
 from api.drive import DriveController
 from api.http import Writes
+from api.kb import KbController
 from api.mail import EmailController
 from api.mail_accounts import EmailAccountsController
 from api.paper import PaperController
@@ -29,6 +30,7 @@ from commands.admin import AdminCommands
 from commands.bots import BotCommands
 from commands.designer import DesignerCommands
 from commands.drive import DialogDriveKeywords, DriveCommands
+from commands.kb import DialogKnowledge, KbCommands, KnowledgeBase
 from commands.mail import DialogMail, MailCommands
 from commands.mail_accounts import MailAccountCommands
 from commands.paper import PaperCommands
@@ -36,10 +38,11 @@ from commands.ports import BlobStore
 from commands.sessions import Deployed, SessionCommands
 from commands.tasks import DialogTasks, TaskCommands
 from commands.turn import KeywordProvider, TurnLimits
-from domain.basic.platform import DRIVE, EMAIL, TASKS
+from domain.basic.platform import DRIVE, EMAIL, KB, TASKS
 from infra.config import Settings
 from infra.eventstore import EventStoreAdapter
 from infra.imap import imap_workers
+from infra.kb_worker import kb_workers
 from infra.llm import ChatCompletions
 from infra.mailer import mail_listeners, mail_workers
 from infra.metrics import Metrics
@@ -61,6 +64,7 @@ from projections.designer import (
     live_dialog,
 )
 from projections.drive import DriveProjection, DriveReadModel
+from projections.kb import KbProjection
 from projections.mail import DriveAttachments, MailDirectory, MailProjection
 from projections.mail_accounts import MailAccountsProjection
 from projections.paper import PaperProjection
@@ -86,6 +90,7 @@ class AreaContext:
     operations: ProjectionOps
     metrics: Metrics
     blobs: BlobStore
+    kb: KnowledgeBase
 
 
 Keywords = Mapping[str, KeywordProvider]
@@ -172,6 +177,7 @@ def _sessions(ctx: AreaContext) -> Mapping[str, object]:
                 seconds=s.turn_seconds,
             ),
             keywords=dialog_keywords(AREAS, ctx),
+            knowledge=ctx.kb,
         )
     }
 
@@ -275,6 +281,15 @@ AREAS: tuple[Area, ...] = (
             "mail_accounts": MailAccountCommands(ctx.events, FernetSecrets(ctx.settings))
         },
         workers=lambda ctx: imap_workers(ctx, mail_commands(ctx)),  # the IMAP sync
+    ),
+    # Knowledge base: collections are drive folders of bot packages, indexed in the background.
+    Area(
+        "kb",
+        controllers=(KbController,),
+        projections=(KbProjection,),
+        provides=lambda ctx: {"kb": ctx.kb, "kb_commands": KbCommands(ctx.events)},
+        keywords=lambda ctx: {KB: lambda turn: DialogKnowledge(ctx.kb, turn)},  # USE KB...
+        workers=kb_workers,  # ingestion
     ),
     # Tokens, projections (state, rebuilds, dead letters), the event log and stats.
     Area(

@@ -11,6 +11,7 @@ from typing import Any
 from api.auth import Authenticator
 from api.deps import InFlight, Wiring
 from commands.admin import AdminCommands
+from commands.kb import KnowledgeBase
 from commands.ports import BlobStore
 from infra.areas import (
     AREAS,
@@ -27,6 +28,7 @@ from infra.cache import TtlCache
 from infra.config import Settings
 from infra.eventstore import EventStoreAdapter, GBApplication
 from infra.kafka import FeedMonitor, FeedState, KafkaProjector, Partitioned, Relay, relay_lock
+from infra.kb_index import LazyIndex, knowledge_base
 from infra.llm import ChatCompletions
 from infra.metrics import Metrics
 from infra.monitoring import Monitoring
@@ -61,6 +63,8 @@ class Services:
     read: SQLiteReadStore | PostgresReadStore
     projections: dict[str, Projection]
     blobs: BlobStore
+    kb: KnowledgeBase
+    kb_index: LazyIndex
     signal: LogSignal = field(default_factory=LogSignal)
     positions: Positions = field(default_factory=Positions)
     workers: list[Worker] = field(default_factory=list)
@@ -81,7 +85,10 @@ class Services:
         read = open_read_store(settings)
         projections = open_projections(AREAS, {"sql": read})
         blobs = open_blob_store(settings)
-        services = cls(settings, app, EventStoreAdapter(app), read, projections, blobs)
+        kb, kb_index = knowledge_base(settings, read)
+        services = cls(
+            settings, app, EventStoreAdapter(app), read, projections, blobs, kb, kb_index
+        )
         services.cache = TtlCache(settings.auth_cache_ttl)
         app.on_saved(services.signal.saved)
         services.metrics = Metrics(
@@ -165,6 +172,7 @@ class Services:
             worker.stop()
         self.workers.clear()
         self.app.close()
+        self.kb_index.close()
         self.read.datastore.close()
 
     # --- what the HTTP layer is given -------------------------------------------------
@@ -204,6 +212,7 @@ class Services:
             operations=self.operations(),
             metrics=self.metrics,
             blobs=self.blobs,
+            kb=self.kb,
         )
 
     def wiring(self) -> Wiring:
@@ -262,6 +271,7 @@ class Services:
                 in_flight=self.in_flight,
                 started=self.started,
                 blobs_check=getattr(self.blobs, "check", None),  # S3; None: the data-dir probe
+                kb_check=self.kb_index.check,
             )
         return self._monitoring
 

@@ -62,6 +62,13 @@ class Settings:
     imap_poll_seconds: float = 60.0
     imap_allow_private: bool = False  # IMAP accounts on loopback/private addresses
     secret_key: str = ""
+    # Knowledge base (infra.kb*): an index under data_dir/kb, or an OpenSearch node.
+    opensearch_url: str = ""
+    opensearch_index: str = "gbserver-kb"
+
+    @property
+    def uses_opensearch(self) -> bool:
+        return bool(self.opensearch_url)
 
     @property
     def uses_s3(self) -> bool:
@@ -137,6 +144,8 @@ class Settings:
             imap_poll_seconds=_float(env, "GB_IMAP_POLL_SECONDS", 60.0),
             imap_allow_private=_choice(env, "GB_IMAP_ALLOW_PRIVATE", BOOLEANS, "0") in TRUE,
             secret_key=env.get("GB_SECRET_KEY", ""),
+            opensearch_url=env.get("GB_OPENSEARCH_URL", "").strip().rstrip("/"),
+            opensearch_index=env.get("GB_OPENSEARCH_INDEX", "").strip().lower() or "gbserver-kb",
         )
         _check_turn_limits(settings)
         settings.metrics_address()  # a malformed listener is a config error at startup
@@ -371,4 +380,10 @@ DOCUMENTED: tuple[Documented, ...] = (
         "",
         "key that encrypts stored IMAP passwords; empty: data/secret.key (made once)",
     ),
+    Documented(
+        "GB_OPENSEARCH_URL",
+        "",
+        "an OpenSearch node for the knowledge base; empty: data/kb (SQLite)",
+    ),
+    Documented("GB_OPENSEARCH_INDEX", "gbserver-kb", "the index (created when missing)"),
 )

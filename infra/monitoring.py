@@ -49,6 +49,7 @@ class Monitoring:
         in_flight: InFlight,
         started: float,
         blobs_check: Callable[[], None] | None = None,
+        kb_check: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.events = events
@@ -64,9 +65,10 @@ class Monitoring:
         # The blob store's own probe (S3BlobStore.check: raises when the bucket does not
         # answer); None: the embedded store, probed by writing a file under data_dir/blobs.
         self.blobs_check = blobs_check
-        self._storage_lock = threading.Lock()
-        self._storage_checked = float("-inf")
-        self._storage_error: Exception | None = None
+        self._storage = _Probe()
+        # The knowledge base's index (raises when it cannot be reached); None: not in use yet.
+        self.kb_check = kb_check
+        self._kb = _Probe()
 
     def health(self) -> dict[str, str]:
         checks = {
@@ -85,6 +87,7 @@ class Monitoring:
         both = components["event_store"] == components["read_store"] == "ok"
         components["database"] = "ok" if both else "error"
         components["llm"] = self._llm_status()
+        components["knowledge_base"] = self._kb_status()
         # A projection is stalled when its worker's last attempt failed on the log (not on a
         # storage outage, which the store checks report) and it has not applied the log's end
         # (a projection worker that failed once but caught up since is fine).
@@ -149,20 +152,19 @@ class Monitoring:
         return ok
 
     def _check_remote_storage(self, check: Callable[[], None]) -> bool:
-        """One probe per STORAGE_TTL, shared by the health requests meanwhile (a network
-        round trip, and S3 may bill it); raises the probe's error, as a failed check does."""
-        with self._storage_lock:
-            now = time.monotonic()
-            if now - self._storage_checked >= STORAGE_TTL:
-                try:
-                    check()
-                    self._storage_error = None
-                except Exception as e:  # noqa: BLE001 - kept and re-raised as the report
-                    self._storage_error = e
-                self._storage_checked = time.monotonic()
-            if self._storage_error is not None:
-                raise self._storage_error.with_traceback(None)  # one report, not a chain
+        self._storage.run(check)
         return True
+
+    def _kb_status(self) -> str:
+        """Optional, like the LLM: `error` shows, the server stays healthy (searches 503)."""
+        if self.kb_check is None:
+            return "ok"
+        try:
+            self._kb.run(self.kb_check)
+        except Exception as e:  # noqa: BLE001 - a failed check is a report
+            log.warning("health check knowledge_base failed: %s", e)
+            return "error"
+        return "ok"
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -213,3 +215,26 @@ def _rss_bytes() -> int:
     with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class _Probe:
+    """A remote check run once per STORAGE_TTL, shared by the health requests meanwhile (a
+    network round trip, which S3 may bill); `run` raises the check's error, as a failed
+    check does."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._checked = float("-inf")
+        self._error: Exception | None = None
+
+    def run(self, check: Callable[[], None]) -> None:
+        with self._lock:
+            if time.monotonic() - self._checked >= STORAGE_TTL:
+                try:
+                    check()
+                    self._error = None
+                except Exception as e:  # noqa: BLE001 - kept and re-raised as the report
+                    self._error = e
+                self._checked = time.monotonic()
+            if self._error is not None:
+                raise self._error.with_traceback(None)  # one report, not a chain

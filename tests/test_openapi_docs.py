@@ -25,6 +25,7 @@ AREAS = {
     "Bots",
     "Drive",
     "Email",
+    "Knowledge base",
     "Admin",
     "Health",
     "Metrics",
@@ -52,6 +53,7 @@ WRITES: list[tuple[str, str, bool]] = [
     ("put", "/api/email/drafts/{mail_id}", False),
     ("post", "/api/email/accounts", False),
     ("put", "/api/admin/projections/{name}/policy", True),
+    ("post", "/api/kb/reindex", True),
 ]
 
 
