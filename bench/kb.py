@@ -209,6 +209,7 @@ def fetch(source: Source, console: Console) -> Path:
     if shutil.which("dpkg-deb") is None:
         raise RuntimeError("dpkg-deb is needed to unpack the documentation packages")
     shutil.rmtree(unpacked, ignore_errors=True)
+    unpacked.parent.mkdir(parents=True, exist_ok=True)  # dpkg-deb -x makes the last level only
     done = _run(["dpkg-deb", "-x", str(found[-1]), str(unpacked)], CACHE)
     if done.returncode != 0 or not root.is_dir():
         raise RuntimeError(f"dpkg-deb -x {found[-1].name} failed: {done.stderr.strip()}")
