@@ -238,15 +238,22 @@ def test_one_process_keeps_the_embedded_read_models(srv: ServerProcess, tmp_path
     )
     api = ServerProcess(tmp_path / "apart", EMBEDDED, args=("--no-workers",))
     api.data_dir.mkdir(parents=True)
-    projector = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "project"],
-        env={**os.environ, **api.env},
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    log = tmp_path / "projector.log"
+    with log.open("wb") as out:
+        projector = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", "project"],
+            env={**os.environ, **api.env, "GB_LOG_LEVEL": "info"},
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
     try:
         api.start()
+        deadline = time.monotonic() + 120
+        while b"running projection-" not in log.read_bytes():  # its workers have started
+            assert projector.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
         with api.client() as c:  # answered once the projector has applied it
             r = c.post("/api/tasks", json={"title": "projected apart"})
             assert r.status_code == 201, r.text
