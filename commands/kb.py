@@ -6,33 +6,30 @@ all-MiniLM-L6-v2 embeddings) each propose CANDIDATES passages; each candidate ge
 
 - semantic part: the cosine, mapped linearly from [COS_FLOOR, COS_CEIL] onto [0, 1] (clipped).
   For this model an unrelated passage scores about 0-0.2 and a passage that answers about
-  0.5-0.8. A candidate only the lexical retriever found has none: giving it the lowest cosine
-  the semantic retriever returned (an upper bound of its own) let keyword matches outrank
-  passages that answer (Recall@10 0.875 against 0.928 in bench/kb.py).
+  0.5-0.8. A candidate only the lexical retriever found gets its exact cosine too
+  (KbIndex.similarity), so a keyword match is judged by what it means like any other.
 - lexical part: how much of the query the passage holds: the share of the query's terms (stems,
-  stop words left out) found in its text, title or headings, times its BM25 relative to the
-  query's best. The share keeps a query whose every term is rare and matched apart from one
-  that matched a single word; BM25 orders passages holding the same share.
+  stop words left out) that begin a word of its text, title or headings, times BM25_SHARE of
+  its BM25 relative to the query's best (plus the rest). The share keeps a query whose every
+  term is rare and matched apart from one that matched a single word; BM25 orders passages
+  holding the same share.
 - hybrid: SEMANTIC_WEIGHT of the one plus the rest of the other, a convex combination of
   normalised scores (Bruch et al., "An Analysis of Fusion Functions for Hybrid Retrieval",
   2023, found it at least as good as reciprocal-rank fusion once scores are normalised, and
-  unlike RRF its value means the same across queries). Weights and bounds are the ones the
-  quality evaluation in bench/kb.py measured best; its numbers are in the README.
+  unlike RRF its value means the same across queries). Weights and bounds were chosen on half
+  of the questions of bench/kb.py's quality evaluation (the odd ones) and hold on the other
+  half; its numbers are in the README.
 """
 
 from __future__ import annotations
 
 import html
 import re
-import threading
-import unicodedata
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 from uuid import UUID
-
-import snowballstemmer
 
 from commands.idempotency import Claim, refuse_reused, save_new
 from commands.ports import (
@@ -49,13 +46,15 @@ from commands.turn import TurnContext
 from domain.basic import PlatformError, Value
 from domain.common import Actor, Forbidden
 from domain.kb import InvalidCollection, ReindexJob, collection_name
+from domain.kb_terms import fold, topic_terms
 
 Mode = Literal["hybrid", "lexical", "semantic"]
 
 CANDIDATES = 50  # passages each retriever proposes
 COS_FLOOR = 0.15  # a cosine at or below: no semantic relevance
 COS_CEIL = 0.75  # at or above: as relevant as this model says anything is
-SEMANTIC_WEIGHT = 0.7  # of the hybrid score; the rest is lexical
+SEMANTIC_WEIGHT = 0.75  # of the hybrid score; the rest is lexical
+BM25_SHARE = 0.75  # of the lexical part that follows BM25 (relative to the query's best)
 MAX_QUERY = 1000  # characters of a query
 MAX_SCOPE = 32  # collections a session may name with USE KB
 SNIPPET = 90  # characters of context on each side of a highlighted match
@@ -64,43 +63,7 @@ SNIPPETS = 2  # highlighted excerpts per result
 ANSWER_THRESHOLD = 0.45  # a passage this good answers a message no dialog takes
 ANSWER_PASSAGES = 3  # passages given to the LLM as context
 
-_WORD = re.compile(r"\w+")
 _RETRIEVERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kb-lexical")
-# Words that carry no topic: left out of the terms a passage is expected to hold.
-_STOP_WORDS = """a about above after again all am an and any are as at be because been before being
-    below between both but by can could did do does doing down during each few for from
-    further get gets got had has have having he her here hers herself him himself his how i
-    if in into is it its itself just me more most my myself no nor not now of off on once
-    only or other our ours ourselves out over own same she should so some such than that the
-    their theirs them themselves then there these they this those through to too under until
-    up use used using very want was we were what when where which while who whom why will
-    with would you your yours yourself yourselves"""
-STOP_WORDS = frozenset(_STOP_WORDS.split())
-_stemmer = threading.local()
-
-
-def _stem(words: list[str]) -> list[str]:
-    stemmer = getattr(_stemmer, "english", None)
-    if stemmer is None:
-        stemmer = _stemmer.english = snowballstemmer.stemmer("english")
-    return list(stemmer.stemWords(words))
-
-
-# Unicode's combining marks (diacritics), as NFKD separates them from their letters.
-_MARKS = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
-
-
-def _fold(text: str) -> str:
-    """Lower case without accents ("Café" -> "cafe")."""
-    if text.isascii():
-        return text.lower()
-    return _MARKS.sub("", unicodedata.normalize("NFKD", text.casefold()))
-
-
-def query_terms(query: str) -> list[str]:
-    """The stems of the query's topic words, in order, without repeats."""
-    words = [w for w in _WORD.findall(_fold(query)) if w not in STOP_WORDS and len(w) > 1]
-    return list(dict.fromkeys(s for s in _stem(words) if s))
 
 
 def _term_pattern(terms: Sequence[str]) -> re.Pattern[str] | None:
@@ -108,7 +71,7 @@ def _term_pattern(terms: Sequence[str]) -> re.Pattern[str] | None:
     if not terms:
         return None
     alternatives = "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True))
-    return re.compile(rf"(?<!\w)(?:{alternatives})\w*", re.IGNORECASE)
+    return re.compile(rf"(?<![^\W_])(?:{alternatives})[^\W_]*", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -128,13 +91,22 @@ def _semantic_part(cosine: float) -> float:
     return _unit((cosine - COS_FLOOR) / (COS_CEIL - COS_FLOOR))
 
 
-def _coverage(pattern: re.Pattern[str] | None, terms: Sequence[str], chunk: KbChunk) -> float:
-    if pattern is None:
+def _coverage(topics: Sequence[str], chunk: KbChunk) -> float:
+    """The share of the query's topic terms the passage holds: those that begin a word of its
+    folded text, title or headings (a stem is a prefix of its inflections)."""
+    if not topics:
         return 0.0
-    text = f"{chunk.title}\n{chunk.heading}\n{chunk.content}"
-    found = {_fold(m.group(0)) for m in pattern.finditer(_fold(text))}
-    held = sum(1 for t in terms if any(word.startswith(t) for word in found))
-    return held / len(terms)
+    text = fold(f"{chunk.title}\n{chunk.heading}\n{chunk.content}")
+    return sum(1 for topic in topics if _begins_a_word(text, topic)) / len(topics)
+
+
+def _begins_a_word(text: str, prefix: str) -> bool:
+    at = text.find(prefix)  # str.find is many times quicker than a regular expression here
+    while at != -1:
+        if at == 0 or not text[at - 1].isalnum():
+            return True
+        at = text.find(prefix, at + 1)
+    return False
 
 
 def highlights(content: str, pattern: re.Pattern[str] | None) -> tuple[str, ...]:
@@ -194,20 +166,25 @@ def search(
     pending = (
         _RETRIEVERS.submit(index.lexical, query, scope, CANDIDATES) if mode != "semantic" else None
     )
+    vector = None
     try:
         if mode != "lexical" and query.strip():
-            semantic = index.semantic(embedder.embed([query])[0], scope, CANDIDATES)
+            vector = embedder.embed([query])[0]
+            semantic = index.semantic(vector, scope, CANDIDATES)
     finally:
         if pending is not None:
             lexical = pending.result()
     bm25 = {h.chunk_id: h.score for h in lexical}
     cosines = {h.chunk_id: h.score for h in semantic}
+    unseen = [h.chunk_id for h in lexical if h.chunk_id not in cosines]
+    if mode == "hybrid" and vector is not None and unseen:
+        cosines.update(index.similarity(vector, unseen))
     ids = list(dict.fromkeys([*(h.chunk_id for h in semantic), *(h.chunk_id for h in lexical)]))
     if not ids:
         return []
     chunks = index.chunks(ids)
-    terms = query_terms(query)
-    pattern = _term_pattern(terms)
+    topics = topic_terms(query)
+    pattern = _term_pattern(topics)
     best_bm25 = max(bm25.values(), default=0.0)
     scored: list[tuple[float, float, float, KbChunk]] = []
     for chunk_id in ids:
@@ -219,7 +196,7 @@ def search(
         lex = 0.0
         if lexical or mode == "hybrid":
             relative = bm25.get(chunk_id, 0.0) / best_bm25 if best_bm25 > 0 else 0.0
-            lex = _coverage(pattern, terms, chunk) * (0.5 + 0.5 * relative)
+            lex = _coverage(topics, chunk) * (1 - BM25_SHARE + BM25_SHARE * relative)
         if mode == "hybrid":
             score = SEMANTIC_WEIGHT * sem + (1 - SEMANTIC_WEIGHT) * lex
         elif mode == "lexical":

@@ -189,8 +189,8 @@ class KbIndexUnavailable(Exception):
 
 
 class KbIndex(Protocol):
-    """Where the knowledge base's passages are kept and searched: SQLite FTS5 and an
-    in-memory matrix (embedded, infra.kb_sqlite) or OpenSearch (scaled, infra.kb_opensearch).
+    """Where the knowledge base's passages are kept and searched: SQLite with in-memory
+    postings and matrix (embedded, infra.kb_sqlite) or OpenSearch (scaled, infra.kb_opensearch).
     Documents are replaced whole, by path; everything here is idempotent."""
 
     def replace(self, path: str, chunks: Sequence[KbChunk], vectors: Vectors) -> None:
@@ -215,6 +215,11 @@ class KbIndex(Protocol):
     def semantic(self, vector: Vectors, scope: KbScope, k: int) -> list[KbHit]:
         """Up to `k` passages by cosine similarity to `vector` (shape (EMBEDDING_DIMENSION,)),
         best first."""
+        ...
+
+    def similarity(self, vector: Vectors, ids: Sequence[str]) -> dict[str, float]:
+        """The cosine similarity of `vector` to each of these passages, exactly (unknown ids
+        are left out): the semantic part of a passage only the lexical retriever found."""
         ...
 
     def chunks(self, ids: Sequence[str]) -> dict[str, KbChunk]:

@@ -78,6 +78,10 @@ class MiniLmEmbedder:
             options = onnxruntime.SessionOptions()
             options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
             options.intra_op_num_threads = self.threads
+            # Idle intra-op threads sleep rather than spin: spinning took the cores from the
+            # lexical retriever and the matrix product running beside a query's embedding
+            # (hybrid search at 100,000 passages: p50 36 -> 30 ms, p95 48 -> 35 ms).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.log_severity_level = 3
             session = onnxruntime.InferenceSession(
                 str(model_file()), sess_options=options, providers=["CPUExecutionProvider"]

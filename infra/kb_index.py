@@ -1,6 +1,6 @@
 """The knowledge base's index and model, as one process uses them.
 
-The index is SQLite FTS5 plus an in-memory vector index under `GB_DATA_DIR/kb` (embedded), or
+The index is an SQLite file searched in memory under `GB_DATA_DIR/kb` (embedded), or
 an OpenSearch node (`GB_OPENSEARCH_URL`, scaled). Both open on first use and the model loads
 on its first embedding, so a server whose bots use no knowledge base pays for neither.
 """

@@ -7,9 +7,10 @@ the k-NN plugin's native engines are not used: the nodes this runs on may carry 
 nmslib libraries, and a faiss index there kills the node).
 
 The index is created with its mapping by the first call that needs it (check() does not:
-health does not create anything). Its text analyser mirrors the embedded index's FTS5
-tokenizer: words of letters and digits, lower-cased, accents folded, Porter-stemmed, no stop
-words ("café" finds "cafe", "running" finds "run").
+health does not create anything). Its text analyser is close to the embedded index's words
+(domain.kb_terms): words of letters and digits, lower-cased, accents folded, stemmed (Porter
+here, its successor Snowball English there), no stop words ("café" finds "cafe", "running"
+finds "run").
 
 Documents. A document's id (`_id`) is the passage id when it fits OpenSearch's 512 bytes,
 else a digest of it; the passage id itself is the `id` field, which is what searches return.
@@ -65,14 +66,14 @@ MAX_TERM_CHARS = 100
 MAX_ID_BYTES = 512  # OpenSearch's limit on a document's _id
 # multi_match boosts: a word of the title or the headings says more about a passage than one
 # word of its text. `combined_fields` scores the fields as one (BM25F), as the embedded
-# index's FTS5 bm25 weighs its columns: Recall@10 0.747 in bench/kb.py, against 0.688 for
+# index weighs a word's counts: Recall@10 0.747 in bench/kb.py, against 0.688 for
 # `best_fields` (the best field's score alone) and 0.599 for `most_fields` (their sum).
 LEXICAL_FIELDS = ["content^1", "title^2", "heading^1.5"]
-EF_SEARCH_MIN = 100  # HNSW candidates a semantic search explores, at least (more: better recall)
+EF_SEARCH_MIN = 256  # HNSW candidates a semantic search explores, at least (more: better recall)
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 128
 
-# The embedded index's FTS5 tokenizer splits at anything but letters and digits; so do these
+# The embedded index's words end at anything but letters and digits; so do these
 # words (the query text is only ever passed as a match query's text: this bounds its size).
 _WORD = re.compile(r"[^\W_]+")
 _SOURCE_FIELDS = ["id", "bot", "collection", "path", "title", "heading", "position", "content"]
@@ -379,6 +380,42 @@ class OpenSearchKbIndex:
             KbHit(hit["_source"]["id"], min(1.0, max(-1.0, 2.0 * float(hit["_score"]) - 1.0)))
             for hit in hits
         ]
+
+    def similarity(self, vector: Vectors, ids: Sequence[str]) -> dict[str, float]:
+        query = numpy.asarray(vector, dtype=numpy.float32).reshape(-1)
+        if query.shape != (EMBEDDING_DIMENSION,):
+            raise ValueError(f"a query vector has {EMBEDDING_DIMENSION} numbers, not {query.size}")
+        wanted = list(dict.fromkeys(ids))
+        norm = float(numpy.linalg.norm(query))
+        if not wanted or not numpy.isfinite(norm) or norm == 0:
+            return {}
+        found: dict[str, float] = {}
+        for start in range(0, len(wanted), MGET_IDS):
+            batch = wanted[start : start + MGET_IDS]
+            body = {
+                "size": len(batch),
+                "track_total_hits": False,
+                "_source": ["id"],
+                "query": {
+                    "script_score": {  # exact: the k-NN plugin's scoring script, these only
+                        "query": {"bool": {"filter": [{"terms": {"id": batch}}]}},
+                        "script": {
+                            "source": "knn_score",
+                            "lang": "knn",
+                            "params": {
+                                "field": "vector",
+                                "query_value": (query / norm).tolist(),
+                                "space_type": "cosinesimil",
+                            },
+                        },
+                    }
+                },
+            }
+            # The scoring script scores cosinesimil as the knn query does: (1 + cos) / 2.
+            for hit in self._search(body, "passage similarity"):
+                cosine = 2.0 * float(hit["_score"]) - 1.0
+                found[hit["_source"]["id"]] = min(1.0, max(-1.0, cosine))
+        return found
 
     # --- reads ----------------------------------------------------------------------------
 

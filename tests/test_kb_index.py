@@ -1,9 +1,11 @@
-"""commands.ports.KbIndex's contract, on both backends: SQLite FTS5 + an in-memory matrix
-(infra.kb_sqlite) and OpenSearch (infra.kb_opensearch, when GB_TEST_OPENSEARCH names a node).
+"""commands.ports.KbIndex's contract, on both backends: SQLite with in-memory BM25 postings
+and matrix (infra.kb_sqlite) and OpenSearch (infra.kb_opensearch, when GB_TEST_OPENSEARCH
+names a node).
 Real embeddings throughout (infra.embeddings.MiniLmEmbedder)."""
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import sqlite3
@@ -12,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
@@ -20,8 +23,9 @@ import numpy
 import pytest
 
 from commands.ports import EMBEDDING_DIMENSION, KbChunk, KbHit, KbIndex, KbIndexUnavailable, KbScope
+from domain.kb_terms import terms
 from infra.embeddings import MiniLmEmbedder
-from infra.kb_sqlite import SqliteKbIndex, fts_query
+from infra.kb_sqlite import SqliteKbIndex, query_terms
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -378,6 +382,28 @@ def test_unicode_and_diacritics(index: KbIndex, embed: Embed) -> None:
     assert near(index, embed, "Le café ouvre à huit heures.")[0] == chunks[0].id
 
 
+def test_similarity_is_the_exact_cosine(index: KbIndex, embed: Embed) -> None:
+    """Of the passages named (unknown ids left out), whatever their rank."""
+    plants = put(index, embed, PLANTS)
+    holidays = put(index, embed, HOLIDAYS)
+    query = embed(["How many days off do employees get?"])[0]
+    wanted = [holidays[1].id, plants[2].id, "acme.gbai/acme.gbkb/hr/nope.md#0", plants[2].id]
+    found = index.similarity(query, wanted)
+    assert set(found) == {holidays[1].id, plants[2].id}
+    for chunk in (holidays[1], plants[2]):
+        vector = embed([chunk.content])[0]
+        exact = float(query @ vector / numpy.linalg.norm(query) / numpy.linalg.norm(vector))
+        assert found[chunk.id] == pytest.approx(exact, abs=1e-3)
+    assert found[holidays[1].id] > found[plants[2].id]
+    assert index.similarity(query, []) == {}
+    assert index.similarity(numpy.zeros(EMBEDDING_DIMENSION, numpy.float32), wanted) in (
+        {},
+        {holidays[1].id: 0.0, plants[2].id: 0.0},
+    )
+    index.delete(HOLIDAYS[0])
+    assert set(index.similarity(query, wanted)) == {plants[2].id}
+
+
 def test_chunks_by_id(index: KbIndex, embed: Embed) -> None:
     holidays = put(index, embed, HOLIDAYS)
     plants = put(index, embed, PLANTS)
@@ -484,23 +510,121 @@ kb.close()
         mine.close()
 
 
-def test_sqlite_fts_stays_in_step_with_the_chunks(
-    sqlite_index: SqliteKbIndex, embed: Embed
-) -> None:
-    for _ in range(2):
-        for doc in (PLANTS, HOLIDAYS, EXPENSES, OTHER_BOT):
-            put(sqlite_index, embed, doc)
-    sqlite_index.delete(EXPENSES[0])
-    put(sqlite_index, embed, (PLANTS[0], PLANTS[1][:1]))
+def bm25(documents: Sequence[tuple[str, list[KbChunk]]], query: str) -> dict[str, float]:
+    """BM25 by the book over the passages (title x2, heading x1.5; FTS5's IDF), for the
+    lexical retriever to agree with."""
+    chunks = [chunk for _, found in documents for chunk in found]
+    counted = []
+    for chunk in chunks:
+        weights: dict[str, float] = {}
+        length = 0
+        for text, weight in ((chunk.content, 1.0), (chunk.title, 2.0), (chunk.heading, 1.5)):
+            for term in terms(text):
+                weights[term] = weights.get(term, 0.0) + weight
+                length += 1
+        counted.append((chunk.id, weights, length))
+    n = len(counted)
+    mean = sum(length for _, _, length in counted) / n
+    scores: dict[str, float] = {}
+    for term in dict.fromkeys(terms(query)):
+        df = sum(1 for _, weights, _ in counted if term in weights)
+        idf = math.log((n - df + 0.5) / (df + 0.5)) if df else 0.0
+        idf = idf if idf > 0 else 1e-6
+        for chunk_id, weights, length in counted:
+            tf = weights.get(term)
+            if tf:
+                norm = 1.2 * (1 - 0.75 + 0.75 * length / mean)
+                scores[chunk_id] = scores.get(chunk_id, 0.0) + idf * tf * 2.2 / (tf + norm)
+    return scores
+
+
+def test_sqlite_lexical_scores_are_bm25(sqlite_index: SqliteKbIndex, embed: Embed) -> None:
+    """Exact BM25 over the live passages only (a replaced or deleted document counts in no
+    IDF and no mean length), in this instance and in one that loads the file."""
+    holidays = (HOLIDAYS[0], [replace(c, heading="Leave > Annual") for c in HOLIDAYS[1]])
+    for doc in (PLANTS, holidays, EXPENSES, OTHER_BOT, PLANTS):
+        put(sqlite_index, embed, doc)
+    put(sqlite_index, embed, (EXPENSES[0], EXPENSES[1][:1]))
+    sqlite_index.delete(OTHER_BOT[0])
+    live = [PLANTS, holidays, (EXPENSES[0], EXPENSES[1][:1])]
+    queries = [
+        "vacation days per year",
+        "plants sunlight water",
+        "annual leave",
+        "the receipts of travel expenses",
+        "water",
+        "nothing like it",
+    ]
+    fresh = SqliteKbIndex(sqlite_index.path)
+    try:
+        for query in queries:
+            expected = bm25(live, query)
+            for searched in (sqlite_index, fresh):
+                got = {h.chunk_id: h.score for h in searched.lexical(query, EVERYWHERE, 50)}
+                assert got == pytest.approx(expected, rel=1e-5), query
+                ranked = ids(searched.lexical(query, EVERYWHERE, 50))
+                assert [got[i] for i in ranked] == sorted(got.values(), reverse=True)
+    finally:
+        fresh.close()
     conn = sqlite3.connect(sqlite_index.path)
     try:
-        conn.execute("INSERT INTO kb_fts (kb_fts) VALUES ('integrity-check')")  # raises if not
         (rows,) = conn.execute("SELECT count(*) FROM chunks").fetchone()
-        assert rows == 1 + 2 + 1 == sqlite_index.count()
+        assert rows == 3 + 2 + 1 == sqlite_index.count()
         assert conn.execute("SELECT value FROM meta WHERE key = 'rows'").fetchone() == (rows,)
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        vocabulary = dict(conn.execute("SELECT id, term FROM terms"))
+        for blob, weights, length, content in conn.execute(
+            "SELECT terms, weights, length, content FROM chunks"
+        ):
+            stored = numpy.frombuffer(blob, "<i4")
+            assert len(stored) == len(numpy.frombuffer(weights, "<f4")) and length > 0
+            assert set(terms(content)) <= {vocabulary[int(i)] for i in stored}
     finally:
         conn.close()
+
+
+def test_sqlite_opens_an_older_schema_empty(sqlite_file: Path, embed: Embed) -> None:
+    """An index file of schema 1 (FTS5) is emptied, then filled again like a new one (the
+    ingestion worker's sweep re-reads every document)."""
+    sqlite_file.parent.mkdir(parents=True)
+    conn = sqlite3.connect(sqlite_file)
+    conn.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        INSERT INTO meta VALUES ('schema', 1), ('generation', 7), ('rows', 1);
+        CREATE TABLE chunks (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT, bot TEXT,
+            collection TEXT, path TEXT, title TEXT, heading TEXT, position INTEGER,
+            content TEXT, vector BLOB);
+        INSERT INTO chunks VALUES (1, 'x#0', 'acme', 'c', 'x', 't', '', 0, 'old', x'00');
+        CREATE VIRTUAL TABLE kb_fts USING fts5(content, title, heading, content = 'chunks',
+            content_rowid = 'seq');
+        CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
+            INSERT INTO kb_fts (rowid, content, title, heading)
+            VALUES (new.seq, new.content, new.title, new.heading);
+        END;
+        """
+    )
+    conn.close()
+    opened = SqliteKbIndex(sqlite_file)
+    try:
+        assert opened.count() == 0 and opened.paths() == set()
+        plants = put(opened, embed, PLANTS)
+        assert words(opened, "photosynthesis")[:1] == [plants[0].id]
+    finally:
+        opened.close()
+    conn = sqlite3.connect(sqlite_file)
+    try:
+        names = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+        assert "kb_fts" not in names and "chunks_fts_insert" not in names
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (2,)
+    finally:
+        conn.close()
+    newer = sqlite3.connect(sqlite_file)
+    newer.execute("UPDATE meta SET value = 99 WHERE key = 'schema'")
+    newer.commit()
+    newer.close()
+    with pytest.raises(KbIndexUnavailable, match="newer"):
+        SqliteKbIndex(sqlite_file)
 
 
 def test_sqlite_fuzzed_queries_never_raise(sqlite_index: SqliteKbIndex, embed: Embed) -> None:
@@ -515,12 +639,15 @@ def test_sqlite_fuzzed_queries_never_raise(sqlite_index: SqliteKbIndex, embed: E
         assert isinstance(sqlite_index.lexical(query, EVERYWHERE, 5), list), query
 
 
-def test_fts_query_quotes_words_only() -> None:
-    assert fts_query("") == "" and fts_query('"*^:()') == ""
-    assert fts_query('title:Café "near(x" AND') == '"title" OR "café" OR "near" OR "x" OR "and"'
-    assert fts_query("a a A") == '"a"'
-    assert fts_query("snake_case") == '"snake" OR "case"'
-    assert fts_query(" ".join(f"w{i}" for i in range(1000))).count(" OR ") == 63
+def test_query_terms_are_words_only() -> None:
+    assert query_terms("") == [] and query_terms('"*^:()') == []
+    assert query_terms('title:Café "near(x" AND') == ["titl", "cafe", "near", "x", "and"]
+    assert query_terms("a a A") == ["a"]
+    assert query_terms("snake_case") == ["snake", "case"]
+    assert query_terms("running RUNS") == ["run"]
+    assert query_terms("ﬁle Straße") == ["file", "strass"]
+    assert len(query_terms(" ".join(f"w{i}" for i in range(1000)))) == 64
+    assert query_terms("x" * 500) == ["x" * 100]
 
 
 def test_sqlite_rejects_mismatched_input(sqlite_index: SqliteKbIndex, embed: Embed) -> None:
@@ -643,8 +770,13 @@ def test_sqlite_matrix_survives_compaction(sqlite_index: SqliteKbIndex) -> None:
     probe = rng.standard_normal(EMBEDDING_DIMENSION).astype(numpy.float32)
     hits = sqlite_index.semantic(probe, EVERYWHERE, 5000)
     assert len(hits) == 3000 and all(hit.chunk_id.startswith("b.gbai") for hit in hits)
+    assert sqlite_index.lexical("r0 r1 r2", EVERYWHERE, 10) == []  # their postings: gone
+    found = sqlite_index.lexical("r3 d7", EVERYWHERE, 5000)
+    assert len(found) == 3000
+    assert {h.chunk_id.split("#")[0] for h in found[:100]} == {"b.gbai/b.gbkb/c/7.md"}
     fresh = SqliteKbIndex(sqlite_index.path)
     try:
+        assert fresh.lexical("r3 d7", EVERYWHERE, 5000) == found
         again = fresh.semantic(probe, EVERYWHERE, 5000)
         assert ids(again[:50]) == ids(hits[:50])
         assert [h.score for h in again] == pytest.approx([h.score for h in hits], abs=1e-6)
@@ -652,56 +784,6 @@ def test_sqlite_matrix_survives_compaction(sqlite_index: SqliteKbIndex) -> None:
         assert all(chunk.content.startswith("r3 ") for chunk in fresh.chunks(ids(hits)).values())
     finally:
         fresh.close()
-
-
-def test_sqlite_large_index_scores_only_passages_with_rare_words(
-    sqlite_index: SqliteKbIndex, embed: Embed, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Past CANDIDATE_BUDGET passages (lowered here), a query's common words no longer find
-    passages, only score those its rarer words find, with the very scores of the plain OR;
-    words in half the passages or more are left out (their weight is nil); a query of common
-    words only is searched as it is; and what is common is counted again as the index grows."""
-    texts = (
-        [f"alpha passage {i}" for i in range(6)]  # alpha: in 7 of 12
-        + ["beta alpha gamma", "beta one", "gamma two gamma", "gamma delta", "gamma", "other"]
-    )
-    path, chunks = document("acme", "c", "many.md", texts)
-    sqlite_index.replace(path, chunks, embed(texts))
-    by_id = {chunk.id: chunk.content for chunk in chunks}
-
-    def scored(query: str) -> dict[str, float]:
-        return {hit.chunk_id: hit.score for hit in sqlite_index.lexical(query, EVERYWHERE, 50)}
-
-    queries = ["alpha beta", "beta gamma", "beta gamma passage", "alpha", "delta gamma beta"]
-    plain = {query: scored(query) for query in queries}
-    assert len(plain["beta gamma passage"]) == 11  # all but "other"
-    monkeypatch.setattr("infra.kb_sqlite.CANDIDATE_BUDGET", 3)
-    # alpha is left out: scores move by 1e-6 at most
-    assert scored("alpha beta") == pytest.approx(
-        {id_: score for id_, score in plain["alpha beta"].items() if "beta" in by_id[id_]},
-        abs=1e-5,
-    )
-    # beta (2) chooses, gamma (5) only scores: the gamma-only passages are gone
-    assert scored("beta gamma") == {
-        id_: score for id_, score in plain["beta gamma"].items() if "beta" in by_id[id_]
-    }
-    # passage (6 of 12) is left out: scores move by 1e-6 at most
-    got = scored("beta gamma passage")
-    assert set(got) == {id_ for id_ in plain["beta gamma"] if "beta" in by_id[id_]}
-    assert got == pytest.approx({id_: plain["beta gamma passage"][id_] for id_ in got}, abs=1e-5)
-    assert scored("alpha") == plain["alpha"] and len(plain["alpha"]) == 7
-    # delta (1) and beta (2) fit the budget together: gamma scores them
-    assert scored("delta gamma beta") == {
-        id_: score
-        for id_, score in plain["delta gamma beta"].items()
-        if "beta" in by_id[id_] or "delta" in by_id[id_]
-    }
-    assert scored("nothing matches") == {}
-    # alpha, counted in 7 of 12 passages above, becomes rare (1 in 32): counted again
-    texts = ["beta one", "beta two", "alpha once"] + [f"filler number {i}" for i in range(29)]
-    path, chunks = document("acme", "c", "many.md", texts)
-    sqlite_index.replace(path, chunks, embed(texts))
-    assert set(scored("alpha beta")) == {chunks[0].id, chunks[1].id, chunks[2].id}
 
 
 def test_sqlite_removed_log_and_its_fallback(
