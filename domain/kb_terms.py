@@ -12,6 +12,7 @@ import unicodedata
 import snowballstemmer
 
 MAX_TERM_CHARS = 100  # longer words are cut (a base64 blob is not a word anyone searches)
+MAX_QUERY_TERMS = 64  # distinct terms of a query; the rest are ignored
 # Letters and digits: a word ends at anything else, underscores too ("snake_case" is two words,
 # as a reader sees it).
 WORD = re.compile(r"[^\W_]+")
@@ -61,8 +62,13 @@ def terms(text: str) -> list[str]:
     return [stem(word[:MAX_TERM_CHARS]) for word in WORD.findall(fold(text))]
 
 
+def query_terms(text: str) -> list[str]:
+    """A query's distinct terms (at most MAX_QUERY_TERMS), in order."""
+    return list(dict.fromkeys(terms(text)))[:MAX_QUERY_TERMS]
+
+
 def topic_terms(text: str) -> list[str]:
-    """The stems of the text's topic words (no stop word, no single letter), in order, without
-    repeats."""
+    """The stems of a query's topic words (no stop word, no single letter), in order, without
+    repeats, at most MAX_QUERY_TERMS."""
     words = [w for w in WORD.findall(fold(text)) if w not in STOP_WORDS and len(w) > 1]
-    return list(dict.fromkeys(stem(w[:MAX_TERM_CHARS]) for w in words))
+    return list(dict.fromkeys(stem(w[:MAX_TERM_CHARS]) for w in words))[:MAX_QUERY_TERMS]

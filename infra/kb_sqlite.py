@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING
 import numpy
 
 from commands.ports import EMBEDDING_DIMENSION, KbChunk, KbHit, KbIndexUnavailable, KbScope
+from domain.kb_terms import query_terms
 from domain.kb_terms import terms as words_of
 from infra.embeddings import passage_matrix
 
@@ -79,7 +80,6 @@ BM25_B = 0.75
 WEIGHT_CONTENT = 1.0
 WEIGHT_TITLE = 2.0
 WEIGHT_HEADING = 1.5
-MAX_QUERY_TERMS = 64  # distinct words of a lexical query; the rest are ignored
 IDS_PER_STATEMENT = 500
 REMOVED_KEPT = 1000  # generations of the log of removed rows
 
@@ -140,11 +140,6 @@ def passage_terms(chunk: KbChunk) -> tuple[dict[str, float], int]:
         for term, count in Counter(found).items():
             weighted[term] = weighted.get(term, 0.0) + count * weight
     return weighted, length
-
-
-def query_terms(text: str) -> list[str]:
-    """The distinct terms of a query (at most MAX_QUERY_TERMS), in order."""
-    return list(dict.fromkeys(words_of(text)))[:MAX_QUERY_TERMS]
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,9 +23,9 @@ import numpy
 import pytest
 
 from commands.ports import EMBEDDING_DIMENSION, KbChunk, KbHit, KbIndex, KbIndexUnavailable, KbScope
-from domain.kb_terms import terms
+from domain.kb_terms import query_terms, terms, topic_terms
 from infra.embeddings import MiniLmEmbedder
-from infra.kb_sqlite import SqliteKbIndex, query_terms
+from infra.kb_sqlite import SqliteKbIndex
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -648,6 +648,8 @@ def test_query_terms_are_words_only() -> None:
     assert query_terms("ﬁle Straße") == ["file", "strass"]
     assert len(query_terms(" ".join(f"w{i}" for i in range(1000)))) == 64
     assert query_terms("x" * 500) == ["x" * 100]
+    assert topic_terms("How do I read the files? Reading FILE") == ["read", "file"]
+    assert len(topic_terms(" ".join(f"w{i}" for i in range(1000)))) == 64
 
 
 def test_sqlite_rejects_mismatched_input(sqlite_index: SqliteKbIndex, embed: Embed) -> None:
