@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import psycopg
 from psycopg import sql
 
 ENV = "GB_TEST_DATABASE_URL"
+DROP_PATIENCE = 30.0  # seconds a drop waits for processes the test role may not end
 PREFIX = "gbtest_"
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,12 +66,21 @@ def drop_database(url: str) -> None:
     """Drops the database a fresh_database_url() returned, even with clients still attached."""
     admin = os.environ.get(ENV, "").strip() or url
     name = _database_name(url)
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    deadline = time.monotonic() + DROP_PATIENCE
     with _admin_connect(admin) as conn:
         # WITH (FORCE) (PostgreSQL 13+) ends the sessions of servers that were killed
-        # rather than stopped, whose connections may linger for a moment.
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+        # rather than stopped, whose connections may linger for a moment. An autovacuum
+        # worker in the database is a process the test role may not end (it is no member of
+        # pg_signal_backend): it finishes in moments, so the drop is tried again meanwhile.
+        while True:
+            try:
+                conn.execute(drop)
+                return
+            except psycopg.errors.InsufficientPrivilege:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
 
 def service(action: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
