@@ -303,11 +303,14 @@ def _mail_uuid(value: str, folder_hint: bool = False) -> UUID:
 
 def _sized(mail: MailCommands, action: Callable[[], T]) -> T:
     """Runs a write; a mail over GB_MAX_MAIL_MB is 413, a mail to answer or a drive file
-    to attach that the sender does not have is 404 naming the field."""
+    to attach that the sender does not have is 400 naming the field (the body is wrong; the
+    resource the request addresses may well exist: 404 would say it does not)."""
     try:
         return action()
     except MissingReference as e:
-        raise ApiError(404, e.message, [{"field": e.field, "message": e.message}]) from None
+        raise ApiError(
+            400, e.message, [{"field": e.field, "source": "body", "message": e.message}]
+        ) from None
     except BlobTooLarge:
         limit = mail.max_mail_bytes
         raise ApiError(
@@ -342,7 +345,8 @@ def _list_docs(folder: str, what: str) -> dict[str, Any]:
 
 _BAD_SEND = ResponseSpec(
     ErrorEnvelope,
-    description="A field is missing or invalid: an address, a line break in the subject...",
+    description="A field is missing or invalid: an address, a line break in the subject, a"
+    " mail to answer (`in_reply_to`) or a drive file to attach that you do not have...",
     examples=[
         Example(
             summary="An address that is not one",
@@ -361,7 +365,23 @@ _BAD_SEND = ResponseSpec(
                     ],
                 }
             },
-        )
+        ),
+        Example(
+            summary="No such file in your drive",
+            value={
+                "error": {
+                    "code": "BAD_REQUEST",
+                    "message": "`attachments[0]`: no file 'reports/q9.pdf' in your drive",
+                    "details": [
+                        {
+                            "field": "attachments[0]",
+                            "source": "body",
+                            "message": "`attachments[0]`: no file 'reports/q9.pdf' in your drive",
+                        }
+                    ],
+                }
+            },
+        ),
     ],
 )
 _SEND_RULES = (
@@ -373,31 +393,9 @@ _SEND_RULES = (
     " may read), or inline files `{filename, content_type, content_base64}`; the whole mail"
     " may be at most `GB_MAX_MAIL_MB` (25 MiB by default; larger is `413`). `in_reply_to`,"
     " the id of a mail of yours, makes it a reply in that mail's thread. A mail to answer or"
-    " a drive file that you do not have is `404`, naming the field. Users of this"
+    " a drive file that you do not have is `400`, naming the field. Users of this"
     " server among the recipients find it in their `inbox` at once; the others get it"
     f" through the relay. {STATUSES}"
-)
-_MISSING = ResponseSpec(
-    ErrorEnvelope,
-    description="`in_reply_to` names no mail of yours, or an attachment's path no file you may"
-    " read",
-    examples=[
-        Example(
-            summary="No such file in your drive",
-            value={
-                "error": {
-                    "code": "NOT_FOUND",
-                    "message": "`attachments[0]`: no file 'reports/q9.pdf' in your drive",
-                    "details": [
-                        {
-                            "field": "attachments[0]",
-                            "message": "`attachments[0]`: no file 'reports/q9.pdf' in your drive",
-                        }
-                    ],
-                }
-            },
-        )
-    ],
 )
 _ATTACHMENT_HEADERS = {
     name: {"description": why, "schema": {"type": "string"}}
@@ -599,7 +597,7 @@ class EmailController(Controller):
             },
             response={"Sent, no relay configured": MAIL},
         ),
-        responses={400: _BAD_SEND, 404: _MISSING},
+        responses={400: _BAD_SEND},
     )
     def send(
         self,
@@ -637,7 +635,7 @@ class EmailController(Controller):
             },
             response={"The draft": DRAFT},
         ),
-        responses={400: _BAD_SEND, 404: _MISSING},
+        responses={400: _BAD_SEND},
     )
     def save_draft(
         self,

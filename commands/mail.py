@@ -222,7 +222,7 @@ class DriveFiles(Protocol):
 
 class MissingReference(NotFound):
     """A request names something the sender does not have (a mail to answer, a drive file
-    to attach): 404, naming the field."""
+    to attach): 400, naming the field (the API's; not the addressed resource's 404)."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)

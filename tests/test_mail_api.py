@@ -139,7 +139,7 @@ def test_replies_share_a_thread_in_each_mailbox(make_user: Callable[..., UserCli
         "/api/email/send",
         json={"to": [bea.email], "subject": "x", "in_reply_to": str(uuid.uuid4())},
     )
-    assert error(r, 404)["details"][0]["field"] == "in_reply_to"
+    assert error(r, 400)["details"][0]["field"] == "in_reply_to"
 
 
 def test_drafts_save_change_and_send(make_user: Callable[..., UserClient]) -> None:
@@ -307,7 +307,7 @@ def test_drive_files_attach_by_path(make_user: Callable[..., UserClient]) -> Non
     assert bea.get(attached["url"]).content == data
     # A path that is not a file of the sender's: bea's drive has no reports/q1.txt.
     r = bea.post("/api/email/send", json={"to": [ana.email], "attachments": ["reports/q1.txt"]})
-    assert error(r, 404)["details"][0]["field"] == "attachments[0]"
+    assert error(r, 400)["details"][0]["field"] == "attachments[0]"
     r = ana.post("/api/email/send", json={"to": [bea.email], "attachments": ["../etc/passwd"]})
     assert error(r, 400)["details"][0]["field"] == "attachments[0]"
 
@@ -333,7 +333,8 @@ def test_no_one_reads_or_touches_another_users_mail(
         error(who.post(f"/api/email/drafts/{draft['id']}/send"), 404)
         assert folder(who, "sent") == [] and folder(who, "drafts") == []
         r = who.post("/api/email/send", json={"to": [OUTSIDE], "in_reply_to": sent["id"]})
-        error(r, 404)
+        # the answer for a mail that does not exist: nothing says this one does
+        assert error(r, 400)["message"] == f"`in_reply_to`: you have no mail {sent['id']}"
     assert mail(ana, draft["id"])["subject"] == "secret"
     assert mail(ana, sent["id"])["folder"] == "sent"
 
